@@ -1,0 +1,616 @@
+//! The separation engine: streaming STFT → model (on the worker) → masks → ISTFT → stems.
+//! One engine type drives both the real-time paths (plugin, live) and the offline bounce.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use crate::model::{FeatureKind, ModelSpec, ResultKind, SeparationModel};
+use crate::window::synthesis_window;
+use crate::worker::{Job, WorkerHandle, WorkerStats};
+
+/// Largest magnitude an input sample may have; beyond it (+80 dBFS) samples are clamped so no
+/// arithmetic downstream can overflow.
+pub const INPUT_LIMIT: f32 = 1.0e4;
+
+/// What the engine does when a frame's result is not back from the worker by its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlinePolicy {
+    /// Real-time: never wait. Reuse the last mask (mask models) or route the mix to the fallback
+    /// source (spectrum models), and count a miss.
+    RealTime,
+    /// Offline: wait for the worker, so every frame gets its own result.
+    Wait,
+}
+
+/// How an engine is set up around a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Hops of time the worker gets between a frame's arrival and its deadline (`D`).
+    pub compute_slack_hops: usize,
+    /// Behaviour at a missed deadline.
+    pub deadline: DeadlinePolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            compute_slack_hops: 2,
+            deadline: DeadlinePolicy::RealTime,
+        }
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model's spec is inconsistent.
+    #[error("invalid model spec: {0}")]
+    InvalidSpec(String),
+    /// The analysis window cannot be inverted at this hop.
+    #[error("the {window} window of {n_fft} samples cannot be overlap-added at hop {hop}")]
+    UninvertibleWindow {
+        /// Window name.
+        window: &'static str,
+        /// Frame length.
+        n_fft: usize,
+        /// Hop.
+        hop: usize,
+    },
+    /// The worker thread could not start.
+    #[error("could not start the inference worker: {0}")]
+    Worker(#[from] std::io::Error),
+}
+
+/// Counters the engine publishes for displays (GUI, CLI, tests); relaxed atomics, readable from
+/// any thread while audio runs.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// STFT frames processed by the audio thread.
+    pub frames: AtomicU64,
+    /// Frames whose result was not there in time (or failed) and used the fallback.
+    pub deadline_misses: AtomicU64,
+    /// Results that contained NaN/Inf and were discarded.
+    pub invalid_results: AtomicU64,
+}
+
+/// A read-only view of an engine's counters, shareable with other threads.
+#[derive(Debug, Clone)]
+pub struct StatsHandle {
+    engine: Arc<EngineStats>,
+    worker: Arc<WorkerStats>,
+}
+
+impl StatsHandle {
+    /// Frames whose result missed its deadline so far.
+    pub fn deadline_misses(&self) -> u64 {
+        self.engine.deadline_misses.load(Ordering::Relaxed)
+    }
+    /// Frames processed so far.
+    pub fn frames(&self) -> u64 {
+        self.engine.frames.load(Ordering::Relaxed)
+    }
+    /// Results discarded for NaN/Inf.
+    pub fn invalid_results(&self) -> u64 {
+        self.engine.invalid_results.load(Ordering::Relaxed)
+    }
+    /// Inference calls that failed.
+    pub fn model_errors(&self) -> u64 {
+        self.worker.errors.load(Ordering::Relaxed)
+    }
+    /// Whether the model panicked (the engine then stays in fallback).
+    pub fn model_panicked(&self) -> bool {
+        self.worker.panicked.load(Ordering::Relaxed)
+    }
+    /// Total time spent in the model, in seconds.
+    pub fn model_busy_seconds(&self) -> f64 {
+        self.worker.busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+}
+
+/// The streaming separation engine. Build it off the audio thread ([`Engine::new`] allocates
+/// and spawns the worker); afterwards [`Engine::process`] and [`Engine::reset`] never allocate,
+/// lock, make system calls or wait (with [`DeadlinePolicy::RealTime`]).
+pub struct Engine {
+    spec: ModelSpec,
+    config: EngineConfig,
+    channels: usize,
+    sources: usize,
+    n_fft: usize,
+    hop: usize,
+    full_bins: usize,
+    delay_frames: usize,
+    latency: usize,
+    analysis_window: Vec<f32>,
+    synthesis_window: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f32>>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
+    fft_scratch: Vec<Complex<f32>>,
+    ifft_scratch: Vec<Complex<f32>>,
+    time_frame: Vec<f32>,
+    source_spectrum: Vec<Complex<f32>>,
+    /// `[channel][n_fft]`: the newest `n_fft` input samples, filled up to `input_fill`.
+    input_frames: Vec<f32>,
+    input_fill: usize,
+    /// Ring of `delay_frames + 1` spectra, each `[channel][full_bins]`.
+    spectra: Vec<Complex<f32>>,
+    /// `[source][channel][n_fft]` overlap-add accumulators.
+    overlap: Vec<f32>,
+    /// `[source][channel][hop]` finished samples and the read position in them.
+    ready_samples: Vec<f32>,
+    read_pos: usize,
+    /// The mask in use, `[source][channel][bins]`, kept for reuse at a missed deadline.
+    mask: Vec<f32>,
+    has_mask: bool,
+    next_frame: u64,
+    /// First frame index after the last reset; earlier frames are never synthesised.
+    first_frame: u64,
+    free_jobs: Vec<Box<Job>>,
+    returned_jobs: VecDeque<Box<Job>>,
+    worker: WorkerHandle,
+    stats: Arc<EngineStats>,
+}
+
+impl Engine {
+    /// Builds an engine around `model` and starts its inference worker. Allocates every buffer
+    /// the audio thread will use. Not real-time safe.
+    pub fn new(model: Box<dyn SeparationModel>, config: EngineConfig) -> Result<Self, EngineError> {
+        let spec = model.spec().clone();
+        spec.validate().map_err(EngineError::InvalidSpec)?;
+        let n_fft = spec.n_fft;
+        let hop = spec.hop;
+        let analysis_window = spec.window.coefficients(n_fft);
+        let synthesis_window =
+            synthesis_window(&analysis_window, hop).ok_or(EngineError::UninvertibleWindow {
+                window: spec.window.name(),
+                n_fft,
+                hop,
+            })?;
+        let channels = spec.channels;
+        let sources = spec.sources.len();
+        let full_bins = spec.spectrum_bins();
+        let delay_frames = spec.delay_frames + config.compute_slack_hops;
+        let latency = n_fft - 1 + hop * delay_frames;
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(n_fft);
+        let ifft = planner.plan_fft_inverse(n_fft);
+        let fft_scratch = fft.make_scratch_vec();
+        let ifft_scratch = ifft.make_scratch_vec();
+        // Every frame in flight holds a job: the ones the model still needs for context, the
+        // ones waiting for their deadline, and some headroom for a slow worker.
+        let pool = delay_frames + 8;
+        let feature_len = spec.feature_len();
+        let result_len = spec.result_len();
+        let free_jobs = (0..pool)
+            .map(|_| {
+                Box::new(Job {
+                    frame: 0,
+                    features: vec![0.0; feature_len],
+                    result: vec![0.0; result_len],
+                    ok: false,
+                })
+            })
+            .collect();
+        let worker = WorkerHandle::spawn(model, pool)?;
+        let mut engine = Self {
+            config,
+            channels,
+            sources,
+            n_fft,
+            hop,
+            full_bins,
+            delay_frames,
+            latency,
+            analysis_window,
+            synthesis_window,
+            fft,
+            ifft,
+            fft_scratch,
+            ifft_scratch,
+            time_frame: vec![0.0; n_fft],
+            source_spectrum: vec![Complex::default(); full_bins],
+            input_frames: vec![0.0; channels * n_fft],
+            input_fill: 0,
+            spectra: vec![Complex::default(); (delay_frames + 1) * channels * full_bins],
+            overlap: vec![0.0; sources * channels * n_fft],
+            ready_samples: vec![0.0; sources * channels * hop],
+            read_pos: 0,
+            mask: vec![0.0; sources * channels * spec.bins],
+            has_mask: false,
+            next_frame: 0,
+            first_frame: 0,
+            free_jobs,
+            returned_jobs: VecDeque::with_capacity(pool),
+            worker,
+            stats: Arc::new(EngineStats::default()),
+            spec,
+        };
+        engine.clear_buffers();
+        Ok(engine)
+    }
+
+    /// The model's spec (rates, STFT, sources).
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// How the engine was configured.
+    pub fn config(&self) -> EngineConfig {
+        self.config
+    }
+
+    /// Exact delay, in samples at the model rate, between an input sample and the same sample
+    /// in the stems: `n_fft − 1 + hop · (model delay frames + compute slack)`.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// Channels expected on input (and produced per source).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Number of sources (stems).
+    pub fn sources(&self) -> usize {
+        self.sources
+    }
+
+    /// A handle to the engine's counters for other threads.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle {
+            engine: self.stats.clone(),
+            worker: self.worker.stats.clone(),
+        }
+    }
+
+    /// Forgets all audio history: the output restarts from silence with the same latency.
+    /// Real-time safe. The model keeps its recurrent state; frames sent before the reset are
+    /// discarded when they come back.
+    pub fn reset(&mut self) {
+        self.drain_returned();
+        while let Some(job) = self.returned_jobs.pop_front() {
+            self.free_jobs.push(job);
+        }
+        self.clear_buffers();
+    }
+
+    fn clear_buffers(&mut self) {
+        self.input_frames.fill(0.0);
+        // The stream starts as if `n_fft − hop` zeros preceded it, so frame `m` ends at sample
+        // `m · hop + hop − 1`.
+        self.input_fill = self.n_fft - self.hop;
+        self.spectra.fill(Complex::default());
+        self.overlap.fill(0.0);
+        self.ready_samples.fill(0.0);
+        self.read_pos = 1;
+        self.has_mask = false;
+        // Frame indices keep increasing across resets so stale results are recognised.
+        self.next_frame += self.delay_frames as u64 + 1;
+        self.first_frame = self.next_frame;
+    }
+
+    /// Separates one block. `input` holds `channels()` slices of equal length; `output` holds
+    /// `sources() · channels()` slices (source-major: source 0's channels first) of the same
+    /// length. Any block length works, including 0 and 1, and it may change between calls.
+    /// Non-finite and subnormal input samples are read as 0.
+    ///
+    /// Real-time safe with [`DeadlinePolicy::RealTime`]: no allocation, lock, system call or
+    /// wait. With [`DeadlinePolicy::Wait`] it waits for the worker.
+    pub fn process(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) {
+        let len = input.first().map_or(0, |c| c.len());
+        let usable = input.len() == self.channels
+            && output.len() == self.sources * self.channels
+            && input.iter().all(|c| c.len() == len)
+            && output.iter().all(|c| c.len() == len);
+        if !usable {
+            for out in output.iter_mut() {
+                out.fill(0.0);
+            }
+            return;
+        }
+        let mut pos = 0;
+        while pos < len {
+            let take = (len - pos).min(self.n_fft - self.input_fill);
+            for (ch, samples) in input.iter().enumerate() {
+                let frame = &mut self.input_frames[ch * self.n_fft..(ch + 1) * self.n_fft];
+                for (dst, &x) in frame[self.input_fill..self.input_fill + take]
+                    .iter_mut()
+                    .zip(&samples[pos..pos + take])
+                {
+                    *dst = sanitize(x);
+                }
+            }
+            self.input_fill += take;
+            let completes_frame = self.input_fill == self.n_fft;
+            // All samples of the chunk but the last read the current hop's samples; the sample
+            // that completes a frame already reads the next hop's.
+            let before = if completes_frame { take - 1 } else { take };
+            self.emit(output, pos, before);
+            if completes_frame {
+                self.run_hop();
+                self.emit(output, pos + before, 1);
+            }
+            pos += take;
+        }
+    }
+
+    fn emit(&mut self, output: &mut [&mut [f32]], at: usize, count: usize) {
+        if count == 0 {
+            return;
+        }
+        for (lane, out) in output.iter_mut().enumerate() {
+            let ready = &self.ready_samples[lane * self.hop..(lane + 1) * self.hop];
+            out[at..at + count].copy_from_slice(&ready[self.read_pos..self.read_pos + count]);
+        }
+        self.read_pos += count;
+    }
+
+    fn run_hop(&mut self) {
+        let frame = self.next_frame;
+        self.next_frame += 1;
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        self.analyse(frame);
+        let n_fft = self.n_fft;
+        for ch in 0..self.channels {
+            self.input_frames
+                .copy_within(ch * n_fft + self.hop..(ch + 1) * n_fft, ch * n_fft);
+        }
+        self.input_fill = n_fft - self.hop;
+        if frame >= self.first_frame + self.delay_frames as u64 {
+            self.synthesise(frame - self.delay_frames as u64);
+        }
+        self.shift_out_hop();
+    }
+
+    /// STFT of the newest frame into the spectrum ring, and its features to the worker.
+    fn analyse(&mut self, frame: u64) {
+        let slot = self.slot(frame);
+        let mut job = self.free_jobs.pop();
+        for ch in 0..self.channels {
+            let samples = &self.input_frames[ch * self.n_fft..(ch + 1) * self.n_fft];
+            for ((dst, &x), &w) in self
+                .time_frame
+                .iter_mut()
+                .zip(samples)
+                .zip(&self.analysis_window)
+            {
+                *dst = x * w;
+            }
+            let spectrum = &mut self.spectra[slot + ch * self.full_bins..][..self.full_bins];
+            // Lengths are fixed at construction, so the transform cannot fail.
+            let _ = self.fft.process_with_scratch(
+                &mut self.time_frame,
+                spectrum,
+                &mut self.fft_scratch,
+            );
+            if let Some(job) = job.as_mut() {
+                let bins = self.spec.bins;
+                match self.spec.features {
+                    FeatureKind::Magnitude => {
+                        for (dst, z) in job.features[ch * bins..(ch + 1) * bins]
+                            .iter_mut()
+                            .zip(&spectrum[..bins])
+                        {
+                            *dst = z.norm();
+                        }
+                    }
+                    FeatureKind::Complex => {
+                        let part = &mut job.features[ch * bins * 2..(ch + 1) * bins * 2];
+                        for (dst, z) in part.chunks_exact_mut(2).zip(&spectrum[..bins]) {
+                            dst[0] = z.re;
+                            dst[1] = z.im;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(mut job) = job {
+            job.frame = frame;
+            job.ok = false;
+            if let Err(rtrb::PushError::Full(job)) = self.worker.to_worker.push(job) {
+                self.free_jobs.push(job);
+            }
+        }
+    }
+
+    fn slot(&self, frame: u64) -> usize {
+        (frame % (self.delay_frames as u64 + 1)) as usize * self.channels * self.full_bins
+    }
+
+    fn drain_returned(&mut self) {
+        while let Ok(job) = self.worker.from_worker.pop() {
+            self.returned_jobs.push_back(job);
+        }
+    }
+
+    /// Finds the result for `frame`, recycling stale ones; waits for it under
+    /// [`DeadlinePolicy::Wait`].
+    fn take_result(&mut self, frame: u64) -> Option<Box<Job>> {
+        loop {
+            self.drain_returned();
+            while let Some(job) = self.returned_jobs.pop_front() {
+                if job.frame < frame {
+                    self.free_jobs.push(job);
+                    continue;
+                }
+                if job.frame == frame {
+                    return Some(job);
+                }
+                self.returned_jobs.push_front(job);
+                return None;
+            }
+            let in_flight =
+                self.free_jobs.len() + self.returned_jobs.len() < self.free_jobs.capacity().max(1);
+            if self.config.deadline == DeadlinePolicy::RealTime
+                || self.worker.is_dead()
+                || !in_flight
+            {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Applies `frame`'s result to its spectrum and overlap-adds every source.
+    fn synthesise(&mut self, frame: u64) {
+        let job = self.take_result(frame);
+        let usable = match &job {
+            Some(job) if job.ok => {
+                let finite = job.result.iter().all(|v| v.is_finite());
+                if !finite {
+                    self.stats.invalid_results.fetch_add(1, Ordering::Relaxed);
+                }
+                finite
+            }
+            _ => false,
+        };
+        if !usable {
+            self.stats.deadline_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = if usable {
+            job.as_ref().map(|j| &j.result[..])
+        } else {
+            None
+        };
+        if let (Some(result), ResultKind::Mask) = (result, self.spec.result) {
+            self.mask.copy_from_slice(result);
+            self.normalise_mask();
+            self.has_mask = true;
+        }
+        let slot = self.slot(frame);
+        for ch in 0..self.channels {
+            for src in 0..self.sources {
+                self.source_spectrum_for(slot, ch, src, result);
+                let spectrum = &mut self.source_spectrum;
+                // A real inverse FFT needs real DC and Nyquist bins.
+                spectrum[0].im = 0.0;
+                spectrum[self.full_bins - 1].im = 0.0;
+                let _ = self.ifft.process_with_scratch(
+                    spectrum,
+                    &mut self.time_frame,
+                    &mut self.ifft_scratch,
+                );
+                let scale = 1.0 / self.n_fft as f32;
+                let lane = src * self.channels + ch;
+                let acc = &mut self.overlap[lane * self.n_fft..(lane + 1) * self.n_fft];
+                for ((a, &x), &w) in acc
+                    .iter_mut()
+                    .zip(&self.time_frame)
+                    .zip(&self.synthesis_window)
+                {
+                    *a += x * w * scale;
+                }
+            }
+        }
+        if let Some(job) = job {
+            self.free_jobs.push(job);
+        }
+    }
+
+    /// Writes source `src`'s spectrum for channel `ch` of the frame in `slot` into
+    /// `source_spectrum`.
+    fn source_spectrum_for(&mut self, slot: usize, ch: usize, src: usize, result: Option<&[f32]>) {
+        let bins = self.spec.bins;
+        let mix = &self.spectra[slot + ch * self.full_bins..][..self.full_bins];
+        let out = &mut self.source_spectrum;
+        let fallback = self.spec.fallback_source;
+        let whole_mix_or_nothing = |out: &mut [Complex<f32>], mix: &[Complex<f32>]| {
+            if src == fallback {
+                out.copy_from_slice(mix);
+            } else {
+                out.fill(Complex::default());
+            }
+        };
+        whole_mix_or_nothing(&mut out[bins..], &mix[bins..]);
+        match self.spec.result {
+            ResultKind::Mask => {
+                if self.has_mask {
+                    let mask = &self.mask[(src * self.channels + ch) * bins..][..bins];
+                    for ((o, &x), &m) in out[..bins].iter_mut().zip(&mix[..bins]).zip(mask) {
+                        *o = x * m;
+                    }
+                } else {
+                    whole_mix_or_nothing(&mut out[..bins], &mix[..bins]);
+                }
+            }
+            ResultKind::Spectrum { residual } => match result {
+                None => whole_mix_or_nothing(&mut out[..bins], &mix[..bins]),
+                Some(result) => {
+                    let lane_of = |s: usize| (s * self.channels + ch) * bins * 2;
+                    if residual == Some(src) {
+                        out[..bins].copy_from_slice(&mix[..bins]);
+                        for other in (0..self.sources).filter(|&s| s != src) {
+                            let est = &result[lane_of(other)..][..bins * 2];
+                            for (o, e) in out[..bins].iter_mut().zip(est.chunks_exact(2)) {
+                                *o -= Complex::new(e[0], e[1]);
+                            }
+                        }
+                    } else {
+                        let est = &result[lane_of(src)..][..bins * 2];
+                        for (o, e) in out[..bins].iter_mut().zip(est.chunks_exact(2)) {
+                            *o = Complex::new(e[0], e[1]);
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    /// Clamps masks to 0..1 and, when the spec asks for it, divides them by their sum per bin;
+    /// a bin no source claims goes to the fallback source.
+    fn normalise_mask(&mut self) {
+        let bins = self.spec.bins;
+        let lanes = self.channels * bins;
+        for v in self.mask.iter_mut() {
+            *v = v.clamp(0.0, 1.0);
+        }
+        if !self.spec.renormalize_masks {
+            return;
+        }
+        for i in 0..lanes {
+            let sum: f32 = (0..self.sources).map(|s| self.mask[s * lanes + i]).sum();
+            if sum > 1e-8 {
+                for s in 0..self.sources {
+                    self.mask[s * lanes + i] /= sum;
+                }
+            } else {
+                for s in 0..self.sources {
+                    self.mask[s * lanes + i] = if s == self.spec.fallback_source {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+
+    fn shift_out_hop(&mut self) {
+        let (n_fft, hop) = (self.n_fft, self.hop);
+        for lane in 0..self.sources * self.channels {
+            let acc = &mut self.overlap[lane * n_fft..(lane + 1) * n_fft];
+            self.ready_samples[lane * hop..(lane + 1) * hop].copy_from_slice(&acc[..hop]);
+            acc.copy_within(hop.., 0);
+            acc[n_fft - hop..].fill(0.0);
+        }
+        self.read_pos = 0;
+    }
+}
+
+/// Reads a host sample safely: NaN, ±Inf and subnormals become 0, absurd values are clamped.
+#[inline]
+fn sanitize(x: f32) -> f32 {
+    if x.is_normal() {
+        x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,249 @@
+use super::*;
+use crate::model::{ModelError, ResultSink};
+use crate::reference_models::{band_split, mask_spec, FixedMaskModel};
+use rand::{Rng, SeedableRng};
+
+const SOURCES: [&str; 4] = ["vocals", "drums", "bass", "other"];
+
+fn noise(len: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..2)
+        .map(|_| (0..len).map(|_| rng.gen_range(-0.5..0.5)).collect())
+        .collect()
+}
+
+/// Runs `input` through `engine` in blocks of the given sizes (cycled) and returns the stems,
+/// `[source * channels + channel][sample]`.
+fn run(engine: &mut Engine, input: &[Vec<f32>], blocks: &[usize]) -> Vec<Vec<f32>> {
+    let len = input[0].len();
+    let lanes = engine.sources() * engine.channels();
+    let mut out = vec![vec![0.0f32; len]; lanes];
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < len {
+        let n = blocks[i % blocks.len()].min(len - pos);
+        i += 1;
+        let ins: Vec<&[f32]> = input.iter().map(|c| &c[pos..pos + n]).collect();
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[pos..pos + n]).collect();
+        engine.process(&ins, &mut outs);
+        pos += n;
+    }
+    out
+}
+
+fn offline() -> EngineConfig {
+    EngineConfig {
+        compute_slack_hops: 2,
+        deadline: DeadlinePolicy::Wait,
+    }
+}
+
+fn random_blocks(seed: u64) -> Vec<usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..64).map(|_| rng.gen_range(1..=8192)).collect()
+}
+
+#[test]
+fn identity_mask_is_a_pure_delay_of_the_reported_latency() {
+    let input = noise(44_100 * 2, 1);
+    for blocks in [vec![1], vec![64], vec![511], vec![4096], random_blocks(7)] {
+        let model = FixedMaskModel::identity(mask_spec(&SOURCES, 2048, 512, 2), 0);
+        let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+        let latency = engine.latency();
+        assert_eq!(latency, 2047 + 512 * 4);
+        let out = run(&mut engine, &input, &blocks);
+        for ch in 0..2 {
+            let mut max_err = 0.0f32;
+            for t in 0..input[0].len() {
+                let expected = if t >= latency {
+                    input[ch][t - latency]
+                } else {
+                    0.0
+                };
+                max_err = max_err.max((out[ch][t] - expected).abs());
+            }
+            assert!(
+                max_err < 1e-5,
+                "blocks {:?}: max error {max_err}",
+                &blocks[..1]
+            );
+            for src in 1..4 {
+                assert!(out[src * 2 + ch].iter().all(|&v| v.abs() < 1e-6));
+            }
+        }
+        assert_eq!(engine.stats().deadline_misses(), 0);
+    }
+}
+
+#[test]
+fn impulse_appears_at_exactly_the_latency_in_every_stem() {
+    for (n_fft, hop, delay) in [(2048, 512, 0), (1024, 256, 3), (4096, 1024, 1), (16, 4, 2)] {
+        for src in 0..4 {
+            let model = FixedMaskModel::identity(mask_spec(&SOURCES, n_fft, hop, delay), src);
+            let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+            let latency = engine.latency();
+            assert_eq!(latency, n_fft - 1 + hop * (delay + 2));
+            let len = latency + 3 * n_fft;
+            let mut input = vec![vec![0.0f32; len]; 2];
+            input[0][5] = 1.0;
+            input[1][5] = -0.5;
+            let out = run(&mut engine, &input, &[37]);
+            let lane = src * 2;
+            let peak = (0..len)
+                .max_by(|&a, &b| out[lane][a].abs().total_cmp(&out[lane][b].abs()))
+                .unwrap();
+            assert_eq!(peak, 5 + latency, "n_fft {n_fft} hop {hop} source {src}");
+            assert!((out[lane][peak] - 1.0).abs() < 1e-5);
+            assert!((out[lane + 1][peak] + 0.5).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn stems_sum_to_the_delayed_input() {
+    let input = noise(44_100, 3);
+    let model = band_split(mask_spec(&SOURCES, 2048, 512, 1));
+    let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+    let latency = engine.latency();
+    let out = run(&mut engine, &input, &random_blocks(9));
+    for ch in 0..2 {
+        for t in latency..input[0].len() {
+            let sum: f32 = (0..4).map(|s| out[s * 2 + ch][t]).sum();
+            assert!((sum - input[ch][t - latency]).abs() < 1e-5, "t {t}");
+        }
+    }
+    // Band splitting really splits: every stem carries a share of the noise.
+    for lane in 0..8 {
+        let energy: f32 = out[lane].iter().map(|v| v * v).sum();
+        assert!(energy > 1.0, "lane {lane} energy {energy}");
+    }
+}
+
+#[test]
+fn band_split_sends_a_low_sine_to_the_first_source() {
+    let len = 44_100;
+    let sine: Vec<f32> = (0..len)
+        .map(|t| (2.0 * std::f32::consts::PI * 440.0 * t as f32 / 44_100.0).sin() * 0.5)
+        .collect();
+    let input = vec![sine.clone(), sine];
+    let model = band_split(mask_spec(&SOURCES, 2048, 512, 0));
+    let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+    let out = run(&mut engine, &input, &[256]);
+    let energy = |lane: usize| out[lane][10_000..].iter().map(|v| v * v).sum::<f32>();
+    assert!(energy(0) > 1000.0 * (energy(2) + energy(4) + energy(6)));
+}
+
+#[test]
+fn non_finite_and_subnormal_input_never_reaches_the_output() {
+    let mut input = noise(20_000, 4);
+    for (i, v) in [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-40,
+        1e30,
+        -1e30,
+    ]
+    .iter()
+    .enumerate()
+    {
+        input[0][1000 + i * 997] = *v;
+        input[1][3000 + i * 13] = *v;
+    }
+    let model = band_split(mask_spec(&SOURCES, 2048, 512, 2));
+    let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+    let out = run(&mut engine, &input, &[100]);
+    for lane in &out {
+        assert!(lane
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= INPUT_LIMIT * 2.0));
+    }
+}
+
+/// A model that is too slow for real time on some frames.
+struct SlowModel {
+    inner: FixedMaskModel,
+    frames: usize,
+}
+
+impl SeparationModel for SlowModel {
+    fn spec(&self) -> &ModelSpec {
+        self.inner.spec()
+    }
+    fn push_frame(&mut self, f: &[f32], sink: &mut dyn ResultSink) -> Result<(), ModelError> {
+        self.frames += 1;
+        if self.frames % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        self.inner.push_frame(f, sink)
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+}
+
+#[test]
+fn missed_deadlines_keep_output_continuous_and_summing_to_the_input() {
+    let spec = mask_spec(&SOURCES, 1024, 256, 0);
+    let model = SlowModel {
+        inner: band_split(spec),
+        frames: 0,
+    };
+    let config = EngineConfig {
+        compute_slack_hops: 1,
+        deadline: DeadlinePolicy::RealTime,
+    };
+    let mut engine = Engine::new(Box::new(model), config).unwrap();
+    let latency = engine.latency();
+    let input = noise(44_100, 5);
+    // Paced roughly like a host: 256-sample blocks, with a short pause between some of them.
+    let mut out = vec![vec![0.0f32; input[0].len()]; 8];
+    for (i, start) in (0..input[0].len()).step_by(256).enumerate() {
+        let end = (start + 256).min(input[0].len());
+        let ins: Vec<&[f32]> = input.iter().map(|c| &c[start..end]).collect();
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[start..end]).collect();
+        engine.process(&ins, &mut outs);
+        if i % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert!(
+        engine.stats().deadline_misses() > 0,
+        "the slow model should miss"
+    );
+    for ch in 0..2 {
+        for t in latency..input[0].len() {
+            let sum: f32 = (0..4).map(|s| out[s * 2 + ch][t]).sum();
+            assert!((sum - input[ch][t - latency]).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn reset_restarts_from_silence_with_the_same_latency() {
+    let model = FixedMaskModel::identity(mask_spec(&SOURCES, 2048, 512, 2), 1);
+    let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+    let latency = engine.latency();
+    let _ = run(&mut engine, &noise(30_000, 6), &[333]);
+    engine.reset();
+    let mut input = vec![vec![0.0f32; latency + 4096]; 2];
+    input[0][0] = 1.0;
+    input[1][0] = 1.0;
+    let out = run(&mut engine, &input, &[333]);
+    let lane = 2;
+    for (t, v) in out[lane].iter().enumerate() {
+        let expected = if t == latency { 1.0 } else { 0.0 };
+        assert!((v - expected).abs() < 1e-5, "t {t}: {v}");
+    }
+}
+
+#[test]
+fn wrong_channel_count_gives_silence_not_a_panic() {
+    let model = FixedMaskModel::identity(mask_spec(&SOURCES, 2048, 512, 0), 0);
+    let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+    let mono = vec![0.5f32; 64];
+    let mut out = vec![vec![1.0f32; 64]; 8];
+    let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[..]).collect();
+    engine.process(&[&mono], &mut outs);
+    assert!(out.iter().flatten().all(|&v| v == 0.0));
+}

@@ -1,0 +1,192 @@
+//! The inference worker: one thread per engine that owns the model. Frames travel to it and
+//! results back in preallocated [`Job`] slots through two lock-free SPSC rings, so the audio
+//! thread never allocates, locks or waits.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::model::{ResultSink, SeparationModel};
+
+/// One frame's round trip: features out to the worker, the model's result back.
+/// Allocated once at set-up and recycled forever.
+#[derive(Debug)]
+pub struct Job {
+    /// Index of the STFT frame the job belongs to.
+    pub frame: u64,
+    /// The frame's features (`spec.feature_len()` values).
+    pub features: Vec<f32>,
+    /// The model's result (`spec.result_len()` values), valid when `ok`.
+    pub result: Vec<f32>,
+    /// Whether the model produced a result for this frame.
+    pub ok: bool,
+}
+
+/// Counters the worker publishes; read them from any thread (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Frames the model processed.
+    pub frames: AtomicU64,
+    /// Inference calls that returned an error.
+    pub errors: AtomicU64,
+    /// Nanoseconds spent inside the model.
+    pub busy_nanos: AtomicU64,
+    /// Set when the model panicked; the worker then stops and every later frame falls back.
+    pub panicked: AtomicBool,
+    /// Set at the first inference error; the worker logs that error to stderr once.
+    pub failed_once: AtomicBool,
+}
+
+/// The audio-thread side of the worker: rings to and from the worker, and the thread handle.
+pub struct WorkerHandle {
+    /// Jobs on their way to the worker.
+    pub to_worker: rtrb::Producer<Box<Job>>,
+    /// Jobs coming back with results.
+    pub from_worker: rtrb::Consumer<Box<Job>>,
+    /// Shared counters.
+    pub stats: Arc<WorkerStats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker thread owning `model`, with rings of `capacity` jobs each.
+    /// Set-up only: allocates and spawns.
+    pub fn spawn(model: Box<dyn SeparationModel>, capacity: usize) -> std::io::Result<Self> {
+        let (to_worker, worker_in) = rtrb::RingBuffer::new(capacity);
+        let (worker_out, from_worker) = rtrb::RingBuffer::new(capacity);
+        let stats = Arc::new(WorkerStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stats = stats.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("demix-inference".into())
+                .spawn(move || run_worker(model, worker_in, worker_out, &stats, &stop))?
+        };
+        Ok(Self {
+            to_worker,
+            from_worker,
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether the worker thread has ended (model panic or shutdown).
+    pub fn is_dead(&self) -> bool {
+        self.from_worker.is_abandoned() || self.stats.panicked.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WorkerHandle {
+    /// Stops the worker and joins it. Blocks briefly: drop engines off the audio thread.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Matches emitted results to the oldest pending jobs and sends them back.
+struct Pending<'a> {
+    waiting: &'a mut VecDeque<Box<Job>>,
+    done: &'a mut VecDeque<Box<Job>>,
+    result_len: usize,
+}
+
+impl ResultSink for Pending<'_> {
+    fn emit(&mut self, result: &[f32]) {
+        if let Some(mut job) = self.waiting.pop_front() {
+            let ok = result.len() == self.result_len;
+            if ok {
+                job.result.copy_from_slice(result);
+            }
+            job.ok = ok;
+            self.done.push_back(job);
+        }
+    }
+}
+
+fn run_worker(
+    mut model: Box<dyn SeparationModel>,
+    mut input: rtrb::Consumer<Box<Job>>,
+    mut output: rtrb::Producer<Box<Job>>,
+    stats: &WorkerStats,
+    stop: &AtomicBool,
+) {
+    let result_len = model.spec().result_len();
+    let mut features = vec![0.0f32; model.spec().feature_len()];
+    let mut waiting: VecDeque<Box<Job>> = VecDeque::new();
+    let mut done: VecDeque<Box<Job>> = VecDeque::new();
+    let mut idle_polls = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        // Return finished jobs first; the ring has room for every job in the pool.
+        while let Some(job) = done.pop_front() {
+            if let Err(rtrb::PushError::Full(job)) = output.push(job) {
+                done.push_front(job);
+                break;
+            }
+        }
+        let Ok(job) = input.pop() else {
+            if input.is_abandoned() {
+                return;
+            }
+            // Poll instead of being woken, so the audio thread never makes a syscall.
+            idle_polls = idle_polls.saturating_add(1);
+            if idle_polls < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            continue;
+        };
+        idle_polls = 0;
+        features.copy_from_slice(&job.features);
+        waiting.push_back(job);
+        let started = std::time::Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut sink = Pending {
+                waiting: &mut waiting,
+                done: &mut done,
+                result_len,
+            };
+            model.push_frame(&features, &mut sink)
+        }));
+        stats
+            .busy_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        stats.frames.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                if !stats.failed_once.swap(true, Ordering::Relaxed) {
+                    eprintln!("demix: inference failed, frames fall back until it recovers: {err}");
+                }
+                // Results can no longer be matched to frames: fail what is pending and restart.
+                fail_all(&mut waiting, &mut done);
+                model.reset();
+            }
+            Err(_) => {
+                stats.panicked.store(true, Ordering::Release);
+                fail_all(&mut waiting, &mut done);
+                while let Some(job) = done.pop_front() {
+                    let _ = output.push(job);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn fail_all(waiting: &mut VecDeque<Box<Job>>, done: &mut VecDeque<Box<Job>>) {
+    while let Some(mut job) = waiting.pop_front() {
+        job.ok = false;
+        done.push_back(job);
+    }
+}

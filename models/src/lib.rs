@@ -1,0 +1,1 @@
+//! Demix model runtime.

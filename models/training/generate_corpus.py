@@ -1,0 +1,851 @@
+#!/usr/bin/env python3
+"""Synthetic 4-stem corpus generator for the Demix default model.
+
+Every song is written to <out>/<song-id>/{vocals,drums,bass,other}.flac (44.1 kHz, stereo, 16-bit)
+plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evaluation-reserved list):
+
+* accompaniment MIDI: `mma` grooves (random groove/tempo/key/progression) or a procedural
+  pretty_midi band (drum patterns, bass lines, pads/comping/arpeggios/lead instruments); tracks are
+  split into drums (drum channel), bass (Bass/Walk tracks, programs 32-39) and other (the rest);
+* rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb (and the avldrums kits when installed),
+  random FluidSynth reverb/chorus, random program substitutions;
+* vocals: a procedural formant singing synthesizer (band-limited glottal pulse train, spectral
+  tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals,
+  vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale), optional
+  pysinsy singing (when the `pysinsy` module is importable) varied with pyworld, harmonies /
+  doubles, reverb with sox;
+* mixing: random low-pass / high-pass filters on every stem, pan/width, per-stem loudness.
+
+Usage: generate_corpus.py --out work/corpus --songs 200 [--seed 1] [--worker 0 --workers 1]
+Resumable: songs that already exist are skipped.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.signal as sps
+import soundfile as sf
+
+SR = 44100
+SF2_DIR = "/usr/share/sounds/sf2"
+GM_FONTS = [f for f in ["FluidR3_GM.sf2", "TimGM6mb.sf2"] if os.path.exists(os.path.join(SF2_DIR, f))]
+DRUM_FONTS = [f for f in ["Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2"]
+              if os.path.exists(os.path.join(SF2_DIR, f))]
+MMA_LIB = "/usr/share/mma/lib/stdlib"
+
+NOTE_NAMES = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+MAJOR = [0, 2, 4, 5, 7, 9, 11]
+MINOR = [0, 2, 3, 5, 7, 8, 10]
+# chord qualities: intervals and MMA suffix
+QUAL = {"": [0, 4, 7], "m": [0, 3, 7], "7": [0, 4, 7, 10], "m7": [0, 3, 7, 10],
+        "M7": [0, 4, 7, 11], "sus4": [0, 5, 7], "dim": [0, 3, 6], "6": [0, 4, 7, 9],
+        "m6": [0, 3, 7, 9], "9": [0, 4, 7, 10, 14]}
+MAJ_PROGS = [[1, 5, 6, 4], [1, 6, 4, 5], [2, 5, 1, 1], [1, 4, 5, 4], [6, 4, 1, 5], [1, 4, 1, 5],
+             [1, 1, 4, 4, 5, 4, 1, 5], [1, 3, 4, 5], [4, 5, 3, 6], [1, 5, 4, 4], [1, 2, 4, 5]]
+MIN_PROGS = [[1, 6, 3, 7], [1, 4, 5, 1], [1, 7, 6, 7], [1, 4, 7, 3], [1, 6, 4, 5], [1, 1, 4, 5],
+             [6, 7, 1, 1], [1, 3, 7, 4]]
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+# ----------------------------------------------------------------------------- harmony / chart
+def make_chart(rng):
+    minor = rng.random() < 0.4
+    key = rng.randrange(12)
+    scale = MINOR if minor else MAJOR
+    tempo = int(rng.choice([rng.uniform(60, 100), rng.uniform(90, 140), rng.uniform(120, 175)]))
+    if rng.random() < 0.75:
+        prog = rng.choice(MIN_PROGS if minor else MAJ_PROGS)
+    else:
+        prog = [1] + [rng.randrange(1, 8) for _ in range(rng.choice([3, 5, 7]))]
+    chords = []
+    for deg in prog:
+        root = (key + scale[deg - 1]) % 12
+        third = (scale[(deg + 1) % 7] - scale[deg - 1]) % 12
+        fifth = (scale[(deg + 3) % 7] - scale[deg - 1]) % 12
+        q = "m" if third == 3 else ""
+        if fifth == 6:
+            q = "dim"
+        r = rng.random()
+        if q != "dim" and r < 0.25:
+            q = {"": rng.choice(["7", "M7", "6", "sus4", "9"]), "m": rng.choice(["m7", "m6"])}[q]
+        chords.append((root, q))
+    return {"key": key, "minor": minor, "scale": scale, "tempo": tempo, "chords": chords}
+
+
+def chord_name(c):
+    return NOTE_NAMES[c[0]] + c[1]
+
+
+def chord_pcs(c):
+    return [(c[0] + i) % 12 for i in QUAL[c[1]]]
+
+
+# ----------------------------------------------------------------------------- MIDI helpers
+def split_mma_midi(path, rng, out_paths, avl_drums):
+    """Split an MMA midi into drums/bass/other midi files (mido)."""
+    import mido
+    m = mido.MidiFile(path)
+    cls = []
+    for t in m.tracks:
+        chans, progs = set(), set()
+        for msg in t:
+            if msg.type == "note_on":
+                chans.add(msg.channel)
+            if msg.type == "program_change":
+                progs.add(msg.program)
+        name = (t.name or "").lower()
+        if not chans:
+            cls.append(None)
+        elif 9 in chans or name.startswith("drum"):
+            cls.append("drums")
+        elif name.startswith("bass") or name.startswith("walk") or (progs and all(32 <= p <= 39 for p in progs)):
+            cls.append("bass")
+        else:
+            cls.append("other")
+    # random program substitution for variety
+    sub = {}
+    for stem in ("bass", "other"):
+        if rng.random() < 0.4:
+            sub[stem] = True
+    has = {}
+    for stem in ("drums", "bass", "other"):
+        nm = mido.MidiFile(ticks_per_beat=m.ticks_per_beat, type=1)
+        n_notes = 0
+        for t, c in zip(m.tracks, cls):
+            if c is None:
+                nm.tracks.append(t)
+                continue
+            nt = mido.MidiTrack()
+            keep = c == stem
+            acc = 0
+            newprog = None
+            if keep and stem in sub:
+                newprog = rng.randrange(32, 40) if stem == "bass" else rng.choice(OTHER_PROGRAMS)
+            for msg in t:
+                acc += msg.time
+                if msg.is_meta:
+                    nt.append(msg.copy(time=acc)); acc = 0
+                    continue
+                if not keep and msg.type in ("note_on", "note_off"):
+                    continue
+                if keep and stem == "drums" and avl_drums and hasattr(msg, "channel") and msg.channel == 9:
+                    msg = msg.copy(channel=0)
+                    if msg.type == "program_change":
+                        msg = msg.copy(program=0)
+                if keep and newprog is not None and msg.type == "program_change":
+                    msg = msg.copy(program=newprog)
+                if msg.type == "note_on" and keep:
+                    n_notes += 1
+                nt.append(msg.copy(time=acc)); acc = 0
+            if keep and stem == "drums" and avl_drums:
+                nt.insert(0, mido.Message("program_change", channel=0, program=0, time=0))
+            nm.tracks.append(nt)
+        nm.save(out_paths[stem])
+        has[stem] = n_notes > 0
+    return has
+
+
+OTHER_PROGRAMS = (list(range(0, 8)) + list(range(8, 16)) + list(range(16, 24)) + list(range(24, 32))
+                  + list(range(40, 52)) + list(range(52, 56)) + list(range(56, 72)) + list(range(72, 80))
+                  + list(range(80, 96)) + list(range(104, 112)))
+LEAD_PROGRAMS = [40, 41, 42, 56, 57, 64, 65, 66, 68, 69, 71, 73, 74, 75, 79, 80, 81, 82, 83, 84, 85, 87,
+                 22, 16, 17, 18, 19, 26, 27, 29, 30, 52, 53, 54, 11, 12, 13]
+
+
+def render_midi(mid, wav, font, rng):
+    args = ["fluidsynth", "-ni", "-q", "-r", str(SR), "-g", "%.2f" % rng.uniform(0.3, 0.8),
+            "-T", "wav", "-O", "s16", "-F", wav]
+    if rng.random() < 0.4:
+        args += ["-R", "0"]
+    else:
+        args += ["-o", "synth.reverb.room-size=%.2f" % rng.uniform(0.1, 0.9),
+                 "-o", "synth.reverb.level=%.2f" % rng.uniform(0.2, 0.9)]
+    if rng.random() < 0.5:
+        args += ["-C", "0"]
+    args += [font, mid]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    x, sr = sf.read(wav, dtype="float32", always_2d=True)
+    assert sr == SR
+    return x
+
+
+def mma_song(chart, rng, tmp):
+    grooves = GROOVES
+    for _ in range(8):
+        groove = rng.choice(grooves)
+        bars = max(6, int(round(rng.uniform(16, 26) * chart["tempo"] / 240)))
+        chords = chart["chords"]
+        lines = ["Tempo %d" % chart["tempo"], "Groove %s" % groove]
+        if rng.random() < 0.3:
+            lines.append("Transpose %d" % rng.choice([-12, 0, 0, 12]))
+        for b in range(bars):
+            c = chords[b % len(chords)]
+            lines.append("%d %s" % (b + 1, chord_name(c)))
+        with open(os.path.join(tmp, "s.mma"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        r = subprocess.run(["mma", "-f", os.path.join(tmp, "s.mid"), os.path.join(tmp, "s.mma")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode == 0 and os.path.exists(os.path.join(tmp, "s.mid")):
+            return groove, bars, os.path.join(tmp, "s.mid")
+    raise RuntimeError("mma failed")
+
+
+def procedural_band(chart, rng, tmp, avl_drums):
+    """pretty_midi band: returns per-stem midi paths, bar length (s), n bars, timesig."""
+    import pretty_midi as pm
+    tempo = chart["tempo"]
+    beats = 3 if rng.random() < 0.15 else 4
+    beat = 60.0 / tempo
+    bar = beats * beat
+    nbars = max(6, int(round(rng.uniform(16, 26) / bar)))
+    chords = chart["chords"]
+    swing = rng.random() < 0.25
+    hum = rng.uniform(0.0, 0.015)
+
+    def t16(b, k):  # time of 16th k within bar b
+        t = b * bar + k * beat / 4
+        if swing and k % 2 == 1:
+            t += beat / 4 * 0.33
+        return t + rng.gauss(0, hum)
+
+    mids = {}
+    # ---- drums
+    drum = pm.Instrument(program=0, is_drum=not avl_drums)
+    style = rng.choice(["rock", "disco", "half", "break", "sparse", "busy"])
+    n16 = beats * 4
+    kick_p = np.zeros(n16); snare_p = np.zeros(n16); hat_p = np.zeros(n16)
+    if style == "rock":
+        kick_p[[0, 8 % n16]] = 1; kick_p[[6 % n16, 10 % n16]] = 0.3; snare_p[[4, 12 % n16]] = 1; hat_p[::2] = 1
+    elif style == "disco":
+        kick_p[::4] = 1; snare_p[[4, 12 % n16]] = 1; hat_p[2::4] = 1; hat_p[::2] = np.maximum(hat_p[::2], .6)
+    elif style == "half":
+        kick_p[0] = 1; kick_p[[3, 10 % n16]] = 0.4; snare_p[8 % n16] = 1; hat_p[::2] = 1
+    elif style == "break":
+        kick_p[[0, 10 % n16]] = 1; kick_p[[3, 7]] = 0.4; snare_p[[4, 12 % n16]] = 1; snare_p[[9 % n16, 15 % n16]] = .3
+        hat_p[:] = .8
+    elif style == "sparse":
+        kick_p[0] = 1; snare_p[8 % n16] = .8; hat_p[::4] = .7
+    else:
+        kick_p[:] = .25; kick_p[0] = 1; snare_p[[4, 12 % n16]] = 1; snare_p[1::2] = .15; hat_p[:] = 1
+    hat_note = rng.choice([42, 42, 44, 46, 51, 53, 70, 69])
+    kick_note = rng.choice([35, 36]); snare_note = rng.choice([38, 38, 40, 37, 39])
+    pattern = [(kick_note, kick_p), (snare_note, snare_p), (hat_note, hat_p)]
+    if rng.random() < 0.3:
+        extra = np.zeros(n16); extra[rng.randrange(n16)] = 1; extra[rng.randrange(n16)] = .5
+        pattern.append((rng.choice([54, 56, 60, 61, 62, 63, 64, 75, 76, 39]), extra))
+    fixed = [[k for k in range(n16) if rng.random() < p[k]] for _, p in pattern]
+    for b in range(nbars):
+        for (note, p), fx in zip(pattern, fixed):
+            hits = fx if rng.random() < 0.8 else [k for k in range(n16) if rng.random() < p[k]]
+            for k in hits:
+                t = max(0.0, t16(b, k)); v = int(np.clip(rng.gauss(95 if k % 4 == 0 else 75, 12), 30, 127))
+                drum.notes.append(pm.Note(v, note, t, t + 0.1))
+        if b % 4 == 0 and rng.random() < 0.6:
+            drum.notes.append(pm.Note(110, rng.choice([49, 57]), b * bar, b * bar + 1))
+        if b % 4 == 3 and rng.random() < 0.4:
+            for k in range(n16 // 2, n16):
+                if rng.random() < 0.6:
+                    t = t16(b, k)
+                    drum.notes.append(pm.Note(rng.randint(70, 115), rng.choice([41, 43, 45, 47, 48, 50, 38]), t, t + .1))
+    # ---- bass
+    bass = pm.Instrument(program=rng.randrange(32, 40))
+    bstyle = rng.choice(["whole", "eighth", "rootfifth", "sync", "arp", "octave", "walk"])
+    low = rng.choice([28, 31, 33, 36])
+    for b in range(nbars):
+        c = chords[b % len(chords)]
+        root = low + (c[0] - low) % 12
+        pcs = chord_pcs(c)
+        if bstyle == "whole":
+            evs = [(0, n16, root)]
+        elif bstyle == "eighth":
+            evs = [(k, 2, root) for k in range(0, n16, 2)]
+        elif bstyle == "rootfifth":
+            evs = [(k, 4, root if (k // 4) % 2 == 0 else root + 7) for k in range(0, n16, 4)]
+        elif bstyle == "sync":
+            evs = [(0, 3, root), (3, 3, root), (6, 2, root + 12 if rng.random() < .3 else root), (10, 4, root + 7)]
+            evs = [e for e in evs if e[0] < n16]
+        elif bstyle == "arp":
+            evs = [(k, 2, root + ((pcs[(k // 2) % len(pcs)] - c[0]) % 12)) for k in range(0, n16, 2)]
+        elif bstyle == "octave":
+            evs = [(k, 2, root + 12 * ((k // 2) % 2)) for k in range(0, n16, 2)]
+        else:
+            sc = chart["scale"]
+            evs = [(k, 4, root + ((sc[rng.randrange(7)] + chart["key"] - c[0]) % 12 if k else 0)) for k in range(0, n16, 4)]
+        for k, d, n in evs:
+            t = max(0.0, t16(b, k))
+            bass.notes.append(pm.Note(int(np.clip(rng.gauss(95, 12), 40, 127)), int(n), t,
+                                      t + d * beat / 4 * rng.uniform(0.6, 1.0)))
+    # ---- other: 1..3 parts
+    others = []
+    for _ in range(rng.choice([1, 2, 2, 3])):
+        kind = rng.choice(["pad", "comp", "arp", "strum", "lead", "stabs"])
+        if kind == "pad":
+            prog = rng.choice([48, 49, 50, 51, 52, 88, 89, 90, 91, 92, 94, 95, 16, 17, 19, 61])
+        elif kind in ("comp", "stabs"):
+            prog = rng.choice([0, 1, 2, 4, 5, 6, 7, 16, 18, 11, 61, 62, 26, 27, 81])
+        elif kind == "arp":
+            prog = rng.choice([0, 4, 6, 8, 10, 11, 12, 13, 45, 46, 80, 81, 24, 25, 105, 107, 108])
+        elif kind == "strum":
+            prog = rng.choice([24, 25, 26, 27, 28, 29, 30, 31, 105])
+        else:
+            prog = rng.choice(LEAD_PROGRAMS)
+        inst = pm.Instrument(program=prog)
+        center = rng.choice([52, 55, 60, 64, 67])
+        if kind == "lead":
+            for (p, t0, t1) in melody_notes(chart, rng, bar, beats, nbars, rng.choice([60, 67, 72]), dens=rng.uniform(.4, .9)):
+                inst.notes.append(pm.Note(int(np.clip(rng.gauss(90, 10), 40, 127)), p, t0, t1))
+        else:
+            for b in range(nbars):
+                c = chords[b % len(chords)]
+                voicing = sorted(center - 6 + (pc - center + 6) % 12 for pc in chord_pcs(c))
+                if kind == "pad":
+                    evs = [(0, n16)]
+                elif kind == "comp":
+                    evs = [(k, 2) for k in range(n16) if rng.random() < (0.5 if k % 2 == 0 else 0.1)]
+                elif kind == "stabs":
+                    evs = [(k, 1) for k in range(n16) if rng.random() < 0.2]
+                elif kind == "strum":
+                    evs = [(k, 2) for k in range(0, n16, 2) if rng.random() < 0.7]
+                else:
+                    evs = [(k, 1) for k in range(n16)]
+                for i, (k, d) in enumerate(evs):
+                    t = max(0.0, t16(b, k)); dur = d * beat / 4 * rng.uniform(0.7, 1.0)
+                    v = int(np.clip(rng.gauss(80, 12), 30, 127))
+                    if kind == "arp":
+                        p = voicing[(k + b) % len(voicing)] + 12 * ((k // len(voicing)) % 2)
+                        inst.notes.append(pm.Note(v, p, t, t + dur))
+                    else:
+                        for j, p in enumerate(voicing):
+                            dt = j * 0.012 if kind == "strum" else 0.0
+                            inst.notes.append(pm.Note(v, p, t + dt, t + dur))
+        others.append(inst)
+    for stem, insts in (("drums", [drum]), ("bass", [bass]), ("other", others)):
+        m = pm.PrettyMIDI(initial_tempo=tempo)
+        m.instruments.extend(insts)
+        path = os.path.join(tmp, stem + ".mid")
+        m.write(path)
+        mids[stem] = path
+    return mids, bar, nbars, beats
+
+
+def melody_notes(chart, rng, bar, beats, nbars, center, dens=0.7, t_offset=0.0):
+    """A singable melody: list of (midi_pitch, t0, t1) following the chord chart."""
+    beat = bar / beats
+    scale = [(chart["key"] + s) % 12 for s in chart["scale"]]
+    chords = chart["chords"]
+    notes = []
+    pitch = center
+    b = 0
+    phrase_len = rng.choice([1, 2, 2, 4])
+    while b < nbars:
+        if rng.random() > dens:  # rest for this phrase
+            b += phrase_len
+            continue
+        t = t_offset + b * bar + rng.choice([0, 0, 0.5, 1]) * beat
+        end = t_offset + min(nbars, b + phrase_len) * bar - rng.choice([0.5, 1, 1.5]) * beat
+        while t < end - 0.1:
+            bi = int((t - t_offset) // bar)
+            c = chords[bi % len(chords)]
+            pcs = chord_pcs(c)
+            strong = abs(((t - t_offset) / beat) - round((t - t_offset) / beat)) < 0.01
+            cands = [p for p in range(center - 9, center + 13) if (p % 12) in (pcs if strong or rng.random() < .5 else scale)]
+            w = np.array([np.exp(-abs(p - pitch) / 2.5) * np.exp(-abs(p - center) / 8) for p in cands])
+            pitch = cands[int(np.searchsorted(np.cumsum(w / w.sum()), rng.random()))]
+            d = rng.choice([0.5, 0.5, 1, 1, 1, 1.5, 2, 3]) * beat
+            d = min(d, end - t)
+            if d < 0.08:
+                break
+            notes.append((int(pitch), t, t + d * rng.uniform(0.85, 1.0)))
+            t += d
+        b += phrase_len
+    return notes
+
+
+# ----------------------------------------------------------------------------- formant singer
+VOWELS = {  # F1..F5 (Hz), adult male reference
+    "a": [730, 1090, 2440, 3400, 4200], "e": [530, 1840, 2480, 3400, 4300], "i": [270, 2290, 3010, 3500, 4500],
+    "o": [570, 840, 2410, 3300, 4100], "u": [300, 870, 2240, 3200, 4100], "ae": [660, 1720, 2410, 3400, 4300],
+    "@": [500, 1500, 2500, 3400, 4300], "O": [640, 1000, 2500, 3300, 4200], "I": [390, 1990, 2550, 3400, 4300],
+    "U": [440, 1020, 2240, 3300, 4100],
+}
+VOWEL_LIST = list(VOWELS)
+# consonants: (type, duration s, noise centre Hz, noise bandwidth Hz, voiced)
+CONS = {
+    "s": ("fric", 0.10, 7000, 5000, False), "sh": ("fric", 0.10, 3500, 3000, False),
+    "f": ("fric", 0.08, 5000, 9000, False), "th": ("fric", 0.07, 6000, 9000, False),
+    "h": ("asp", 0.07, 0, 0, False), "z": ("fric", 0.08, 6500, 5000, True), "v": ("fric", 0.06, 4000, 8000, True),
+    "p": ("stop", 0.03, 900, 1500, False), "t": ("stop", 0.03, 4500, 4000, False), "k": ("stop", 0.04, 2500, 2500, False),
+    "b": ("stop", 0.02, 800, 1500, True), "d": ("stop", 0.02, 4000, 4000, True), "g": ("stop", 0.03, 2300, 2500, True),
+    "m": ("nasal", 0.07, 0, 0, True), "n": ("nasal", 0.07, 0, 0, True), "l": ("liquid", 0.06, 0, 0, True),
+    "r": ("liquid", 0.06, 0, 0, True), "w": ("glide", 0.06, 0, 0, True), "y": ("glide", 0.05, 0, 0, True),
+    "ch": ("fric", 0.09, 3800, 3000, False),
+}
+CONS_LIST = list(CONS)
+LIQUID_F = {"m": [250, 1100, 2200, 3300, 4200], "n": [250, 1500, 2500, 3300, 4200],
+            "l": [360, 1300, 2700, 3400, 4300], "r": [420, 1300, 1700, 3300, 4200],
+            "w": [300, 700, 2200, 3300, 4200], "y": [260, 2200, 3000, 3500, 4400]}
+
+
+def smooth(x, n):
+    if n <= 1:
+        return x
+    k = np.hanning(2 * n + 1); k /= k.sum()
+    return np.convolve(np.pad(x, (n, n), mode="edge"), k, mode="valid")
+
+
+def synth_voice(notes, dur, rng, singer=None):
+    """Render a list of (pitch, t0, t1) notes as sung syllables. Returns mono float32 signal."""
+    if singer is None:
+        singer = {}
+    fs_scale = singer.get("formant_scale", rng.uniform(0.92, 1.25))
+    tilt_fc = singer.get("tilt", rng.uniform(120, 600))
+    breathy = singer.get("breathy", rng.uniform(0.01, 0.25))
+    vib_rate = singer.get("vib_rate", rng.uniform(4.5, 6.8))
+    vib_depth = singer.get("vib_depth", rng.uniform(0.1, 0.7))  # semitones
+    jitter = singer.get("jitter", rng.uniform(0.02, 0.25))      # semitones
+    glide = singer.get("glide", rng.uniform(0.02, 0.12))
+    bw_scale = singer.get("bw", rng.uniform(0.7, 1.6))
+    n = int(dur * SR)
+    hop = 256
+    nfr = n // hop + 2
+    tf = np.arange(nfr) * hop / SR
+    # frame-rate control tracks
+    f0_st = np.full(nfr, np.nan)    # semitone pitch (midi)
+    amp = np.zeros(nfr)
+    voiced = np.zeros(nfr)
+    formants = np.zeros((nfr, 5))
+    formants[:] = np.array(VOWELS["@"])
+    noise_amp = np.zeros(nfr); noise_fc = np.full(nfr, 5000.0); noise_bw = np.full(nfr, 4000.0)
+    asp = np.zeros(nfr)
+    vib_env = np.zeros(nfr)
+    prev_end = -1.0
+    for i, (p, t0, t1) in enumerate(notes):
+        if t0 >= dur:
+            break
+        t1 = min(t1, dur - 0.02)
+        # breath before a phrase
+        if t0 - prev_end > 0.35 and rng.random() < 0.6:
+            b0, b1 = max(0, t0 - rng.uniform(0.2, 0.4)), t0 - 0.05
+            sel = (tf >= b0) & (tf < b1)
+            if sel.any():
+                env = np.sin(np.linspace(0, np.pi, sel.sum()))
+                asp[sel] = np.maximum(asp[sel], env * rng.uniform(0.03, 0.12))
+                formants[sel] = np.array(VOWELS[rng.choice(["a", "@", "ae"])])
+        cons = rng.choice(CONS_LIST) if rng.random() < 0.75 else None
+        vow = rng.choice(VOWEL_LIST)
+        coda = rng.choice(["n", "m", "s", "t", "l", "r", "k", "d"]) if rng.random() < 0.25 else None
+        a = rng.uniform(0.5, 1.0)
+        sel = (tf >= t0) & (tf < t1)
+        idx = np.nonzero(sel)[0]
+        if len(idx) < 3:
+            continue
+        # legato pitch with glide from previous note
+        f0_st[idx] = p
+        voiced[idx] = 1
+        att = max(1, int(rng.uniform(0.02, 0.08) * SR / hop))
+        rel = max(1, int(rng.uniform(0.03, 0.12) * SR / hop))
+        env = np.ones(len(idx))
+        env[:att] = np.linspace(0.2, 1, min(att, len(idx)))[:len(env[:att])]
+        env[-rel:] *= np.linspace(1, 0.1, len(env[-rel:]))
+        env *= np.linspace(1, rng.uniform(0.6, 1.1), len(idx))
+        amp[idx] = a * env
+        ve = np.clip((tf[idx] - t0 - rng.uniform(0.1, 0.35)) / 0.2, 0, 1)
+        vib_env[idx] = ve
+        formants[idx] = np.array(VOWELS[vow]) * np.array([rng.uniform(0.95, 1.05) for _ in range(5)])
+        # consonant at onset
+        if cons is not None:
+            typ, cd, fc, bw, cv = CONS[cons]
+            cd *= rng.uniform(0.7, 1.4)
+            c0 = max(0.0, t0 - cd * 0.6)
+            csel = (tf >= c0) & (tf < t0 + cd * 0.4)
+            cidx = np.nonzero(csel)[0]
+            if len(cidx):
+                if typ in ("fric", "stop"):
+                    lvl = rng.uniform(0.1, 0.4) if typ == "fric" else rng.uniform(0.2, 0.6)
+                    e = np.hanning(len(cidx) + 2)[1:-1] if typ == "fric" else np.exp(-np.arange(len(cidx)) / 2.0)
+                    noise_amp[cidx] = np.maximum(noise_amp[cidx], lvl * e)
+                    noise_fc[cidx] = fc * rng.uniform(0.85, 1.2); noise_bw[cidx] = bw
+                    if not cv:
+                        pre = cidx[tf[cidx] < t0]
+                        voiced[pre] = 0; amp[pre] = 0
+                elif typ == "asp":
+                    asp[cidx] = np.maximum(asp[cidx], rng.uniform(0.1, 0.3))
+                    pre = cidx[tf[cidx] < t0]; voiced[pre] = 0
+                else:
+                    pre = cidx[tf[cidx] < t0 + cd * 0.2]
+                    formants[pre] = np.array(LIQUID_F[cons])
+                    amp[pre] = np.maximum(amp[pre], a * 0.35)
+                    voiced[pre] = 1
+                    f0_st[pre] = p
+        if coda is not None:
+            typ, cd, fc, bw, cv = CONS[coda]
+            csel = (tf >= t1 - cd) & (tf < t1 + 0.02)
+            cidx = np.nonzero(csel)[0]
+            if len(cidx):
+                if coda in LIQUID_F:
+                    formants[cidx] = np.array(LIQUID_F[coda]); amp[cidx] *= 0.5
+                else:
+                    noise_amp[cidx] = np.maximum(noise_amp[cidx], rng.uniform(0.1, 0.35) * np.hanning(len(cidx) + 2)[1:-1])
+                    noise_fc[cidx] = fc; noise_bw[cidx] = bw
+        prev_end = t1
+    # pitch track: fill gaps by holding, glide between notes
+    st = f0_st.copy()
+    if np.all(np.isnan(st)):
+        return np.zeros(n, np.float32)
+    good = ~np.isnan(st)
+    st = np.interp(np.arange(nfr), np.nonzero(good)[0], st[good])
+    st = smooth(st, max(1, int(glide * SR / hop / 2)))
+    # overshoot / scoop at note onsets is partly produced by the smoothing; add vibrato + jitter + drift
+    vib = vib_depth * vib_env * np.sin(2 * np.pi * np.cumsum(np.full(nfr, vib_rate) * (1 + 0.05 * np.sin(tf))) * hop / SR)
+    jit = smooth(np.random.default_rng(rng.randrange(1 << 30)).normal(0, 1, nfr), 6) * jitter
+    drift = smooth(np.random.default_rng(rng.randrange(1 << 30)).normal(0, 1, nfr), 60) * 0.3
+    st = st + vib + jit + drift
+    f0 = 440.0 * 2 ** ((st - 69) / 12)
+    # smooth control tracks
+    formants = np.stack([smooth(formants[:, k], 5) for k in range(5)], 1) * fs_scale
+    amp = smooth(amp * voiced, 2)
+    shimmer = 1 + 0.08 * smooth(np.random.default_rng(rng.randrange(1 << 30)).normal(0, 1, nfr), 3)
+    amp = amp * shimmer * (1 + 0.1 * vib / max(vib_depth, 1e-3) * vib_env * 0.3)
+    # sample-rate source: band-limited pulse train (Dirichlet kernel)
+    ts = np.arange(n) / SR
+    f0s = np.interp(ts, tf, f0)
+    phase = 2 * np.pi * np.cumsum(f0s) / SR
+    fmax = rng.uniform(9000, 16000)
+    K = np.maximum(1, np.floor(fmax / f0s))
+    half = np.sin(phase / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pulse = np.where(np.abs(half) > 1e-6, np.sin((K + 0.5) * phase) / (2 * half) - 0.5, K)
+    pulse = pulse / np.sqrt(K)
+    amps = np.interp(ts, tf, amp)
+    nz = np.random.default_rng(rng.randrange(1 << 30)).normal(0, 1, n)
+    # aspiration synchronised with glottal cycle
+    gl = 0.5 + 0.5 * np.cos(phase)
+    src_v = pulse * amps + breathy * nz * gl * amps * 3
+    src_n = nz * np.interp(ts, tf, asp) * 0.8
+    # STFT-domain filtering
+    nfft = 1024
+    f, _, Zv = sps.stft(src_v, SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
+    _, _, Zn = sps.stft(src_n, SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
+    _, _, Zc = sps.stft(nz, SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
+    T = Zv.shape[1]
+    fr_idx = np.clip(np.arange(T) + (nfft // hop) // 2, 0, nfr - 1)
+    F = formants[fr_idx]  # T x 5
+    bws = np.array([80, 90, 120, 150, 200]) * bw_scale
+    H = np.ones((len(f), T))
+    for k in range(5):
+        Fk = F[:, k][None, :]
+        bw = bws[k] / 2
+        H *= (Fk ** 2 + bw ** 2) / (np.sqrt((f[:, None] - Fk) ** 2 + bw ** 2) * np.sqrt((f[:, None] + Fk) ** 2 + bw ** 2))
+    H /= np.sqrt(1 + (f[:, None] / tilt_fc) ** 2)
+    H *= np.minimum(1.0, f[:, None] / 80.0)  # remove DC rumble
+    Hn = np.exp(-0.5 * ((f[:, None] - noise_fc[fr_idx][None, :]) / (noise_bw[fr_idx][None, :] / 2)) ** 2)
+    Hn *= noise_amp[fr_idx][None, :]
+    Y = Zv * H + Zn * H * 0.5 + Zc * Hn * 12
+    _, y = sps.istft(Y, SR, nperseg=nfft, noverlap=nfft - hop, boundary=False)
+    y = np.pad(y, (0, max(0, n - len(y))))[:n]
+    # the scipy stft frames start at 0 without boundary padding: delay by nothing (good enough)
+    y = y / (np.max(np.abs(y)) + 1e-9)
+    return y.astype(np.float32)
+
+
+def sinsy_voice(notes, dur, rng, tmp):
+    """Optional pysinsy voice (Japanese HTS singer), varied by pyworld. None if unavailable."""
+    try:
+        import pysinsy
+        import pyworld as pw
+    except Exception:
+        return None
+    if not notes:
+        return None
+    kana = ["ら", "ら", "な", "ま", "か", "さ", "た", "は", "や", "あ", "い", "う", "え", "お", "の", "る", "み", "こ", "そ", "と"]
+    tempo = 120.0
+    div = 8  # divisions per quarter -> 1/32 resolution
+    q = 60.0 / tempo
+    names = ["C", "C", "D", "D", "E", "F", "F", "G", "G", "A", "A", "B"]
+    alters = [0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
+    events = []  # (start_div, dur_div, pitch or None)
+    cur = 0
+    for (p, t0, t1) in notes:
+        if t0 >= dur:
+            break
+        s0 = int(round(t0 / q * div)); s1 = int(round(t1 / q * div))
+        if s0 < cur:
+            s0 = cur
+        if s1 <= s0:
+            continue
+        if s0 > cur:
+            events.append((cur, s0 - cur, None))
+        events.append((s0, s1 - s0, int(np.clip(p, 55, 79))))
+        cur = s1
+    meas = 4 * div
+    total = (cur // meas + 2) * meas
+    events.append((cur, total - cur, None))
+    body = []
+    for (s0, d, p) in events:
+        first = True
+        while d > 0:
+            room = meas - s0 % meas
+            k = min(d, room)
+            last = k == d
+            if s0 % meas == 0:
+                body.append("</measure><measure number=\"%d\">" % (s0 // meas + 1))
+            if p is None:
+                body.append("<note><rest/><duration>%d</duration></note>" % k)
+            else:
+                tie = ("" if first else '<tie type="stop"/>') + ("" if last else '<tie type="start"/>')
+                tied = ("" if first else '<tied type="stop"/>') + ("" if last else '<tied type="start"/>')
+                lyr = "<lyric><text>%s</text></lyric>" % rng.choice(kana) if first else ""
+                body.append("<note><pitch><step>%s</step><alter>%d</alter><octave>%d</octave></pitch>"
+                            "<duration>%d</duration>%s%s%s</note>" % (names[p % 12], alters[p % 12], p // 12 - 1, k, tie,
+                                                                     "<notations>%s</notations>" % tied if tied else "", lyr))
+            s0 += k; d -= k; first = False
+    body = "".join(body)
+    body = body[len("</measure><measure number=\"1\">"):]
+    xml = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<score-partwise><part-list><score-part id="P1"><part-name>V</part-name></score-part></part-list>'
+           '<part id="P1"><measure number="1"><attributes><divisions>%d</divisions><time><beats>4</beats>'
+           '<beat-type>4</beat-type></time></attributes><direction><sound tempo="%d"/></direction>' % (div, tempo),
+           body, "</measure></part></score-partwise>"]
+    path = os.path.join(tmp, "v.xml")
+    with open(path, "w") as f:
+        f.write("".join(xml))
+    try:
+        wav, sr = pysinsy.synthesize(path)
+        wav = np.asarray(wav, dtype=np.float64)
+    except Exception as e:
+        log("sinsy failed", e)
+        return None
+    # notes were rendered at 120 bpm with quantised times; our note times are already in seconds
+    # and quantised to 1/32 at 120 bpm, so the timeline matches.
+    wav = wav / (np.abs(wav).max() + 1e-9)
+    # pyworld: vibrato, pitch / formant shift
+    try:
+        f0, tt = pw.harvest(wav, sr, frame_period=5.0) if False else pw.dio(wav, sr, frame_period=5.0)
+        f0 = pw.stonemask(wav, f0, tt, sr)
+        sp = pw.cheaptrick(wav, f0, tt, sr)
+        ap = pw.d4c(wav, f0, tt, sr)
+        shift = rng.uniform(-7, 5)
+        vib = rng.uniform(0.1, 0.6) * np.sin(2 * np.pi * rng.uniform(4.5, 6.5) * tt)
+        f0n = f0 * 2 ** ((shift + vib) / 12)
+        fw = rng.uniform(0.85, 1.2)
+        nb = sp.shape[1]
+        src = np.clip(np.arange(nb) / fw, 0, nb - 1)
+        sp2 = np.stack([np.interp(src, np.arange(nb), row) for row in sp])
+        y = pw.synthesize(f0n, sp2, ap, sr, frame_period=5.0)
+    except Exception as e:
+        log("pyworld failed", e)
+        y = wav
+    y = sps.resample_poly(y, SR, int(sr)).astype(np.float32)
+    y = np.pad(y, (0, max(0, int(dur * SR) - len(y))))[:int(dur * SR)]
+    return y / (np.abs(y).max() + 1e-9)
+
+
+def sox_reverb(x, rng, tmp):
+    """x: [n, 2] -> reverberated stereo via sox."""
+    a = os.path.join(tmp, "rv_in.wav"); b = os.path.join(tmp, "rv_out.wav")
+    sf.write(a, x, SR, subtype="FLOAT")
+    args = ["sox", a, b, "reverb", "%d" % rng.randint(10, 90), "%d" % rng.randint(10, 90), "%d" % rng.randint(20, 100),
+            "%d" % rng.randint(30, 100), "%d" % rng.randint(0, 60), "%d" % rng.randint(-8, 0)]
+    try:
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        y, _ = sf.read(b, dtype="float32", always_2d=True)
+        return y[:len(x)]
+    except Exception:
+        return x
+
+
+def random_filter(x, rng, p_lp=0.3, p_hp=0.2):
+    if rng.random() < p_lp:
+        fc = rng.choice([rng.uniform(2500, 6000), rng.uniform(6000, 16000)])
+        sos = sps.butter(rng.choice([2, 4, 6]), fc, "low", fs=SR, output="sos")
+        x = sps.sosfilt(sos, x, axis=0)
+    if rng.random() < p_hp:
+        sos = sps.butter(2, rng.uniform(60, 500), "high", fs=SR, output="sos")
+        x = sps.sosfilt(sos, x, axis=0)
+    if rng.random() < 0.3:  # peaking-ish tilt via shelving combination
+        fc = rng.uniform(300, 5000); g = 10 ** (rng.uniform(-6, 6) / 20)
+        sos = sps.butter(1, fc, "high", fs=SR, output="sos")
+        x = x + (g - 1) * sps.sosfilt(sos, x, axis=0)
+    return x.astype(np.float32)
+
+
+def pan_stereo(x, rng, width=None):
+    """x [n,2] or [n]; random pan / width."""
+    if x.ndim == 1:
+        x = np.stack([x, x], 1)
+    w = rng.uniform(0.0, 1.3) if width is None else width
+    mid = (x[:, 0] + x[:, 1]) / 2; side = (x[:, 0] - x[:, 1]) / 2 * w
+    l, r = mid + side, mid - side
+    p = rng.uniform(-0.5, 0.5) if rng.random() < 0.5 else 0.0
+    gl, gr = np.cos((p + 1) * np.pi / 4) * np.sqrt(2), np.sin((p + 1) * np.pi / 4) * np.sqrt(2)
+    return np.stack([l * gl, r * gr], 1).astype(np.float32)
+
+
+def fit(x, n):
+    if x.ndim == 1:
+        x = np.stack([x, x], 1)
+    if len(x) >= n:
+        return x[:n]
+    return np.pad(x, ((0, n - len(x)), (0, 0)))
+
+
+# ----------------------------------------------------------------------------- one song
+def make_song(song_dir, seed):
+    rng = random.Random(seed)
+    tmp = tempfile.mkdtemp(prefix="demixgen_")
+    try:
+        chart = make_chart(rng)
+        avl = bool(DRUM_FONTS) and rng.random() < 0.35
+        meta = {"seed": seed, "tempo": chart["tempo"], "key": chart["key"], "minor": chart["minor"],
+                "chords": [chord_name(c) for c in chart["chords"]]}
+        stems = {}
+        if rng.random() < 0.6:
+            groove, bars, mid = mma_song(chart, rng, tmp)
+            paths = {s: os.path.join(tmp, s + ".mid") for s in ("drums", "bass", "other")}
+            split_mma_midi(mid, rng, paths, avl)
+            import pretty_midi as pm
+            pmid = pm.PrettyMIDI(mid)
+            downs = pmid.get_downbeats()
+            bar = float(np.median(np.diff(downs))) if len(downs) > 1 else 240.0 / chart["tempo"]
+            beats = max(2, int(round(bar / (60.0 / chart["tempo"]))))
+            nbars = bars
+            t_offset = float(downs[0]) if len(downs) else 0.0
+            meta.update(source="mma", groove=groove)
+        else:
+            paths, bar, nbars, beats = procedural_band(chart, rng, tmp, avl)
+            t_offset = 0.0
+            meta.update(source="procedural")
+        for s in ("drums", "bass", "other"):
+            font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS) if (s == "drums" and avl) else rng.choice(GM_FONTS))
+            stems[s] = render_midi(paths[s], os.path.join(tmp, s + ".wav"), font, rng)
+            meta[s + "_font"] = os.path.basename(font)
+        dur = nbars * bar + t_offset + 1.0
+        n = int(dur * SR)
+        # ---- vocals
+        register = rng.choice(["low", "mid", "high", "high"])
+        center = {"low": rng.randint(50, 57), "mid": rng.randint(57, 63), "high": rng.randint(63, 72)}[register]
+        mel = melody_notes(chart, rng, bar, beats, nbars, center, dens=rng.uniform(0.5, 0.95), t_offset=t_offset)
+        vox_kind = "formant"
+        v = None
+        if HAVE_SINSY and rng.random() < 0.3:
+            # sinsy timeline is quantised at 120 bpm 1/32 notes: quantise the melody the same way
+            qn = 60.0 / 120 / 8
+            melq = [(p, round(a / qn) * qn, round(b / qn) * qn) for p, a, b in mel]
+            v = sinsy_voice(melq, dur, rng, tmp)
+            if v is not None:
+                vox_kind = "sinsy"
+        if v is None:
+            singer = {"formant_scale": {"low": rng.uniform(0.9, 1.05), "mid": rng.uniform(0.95, 1.15),
+                                        "high": rng.uniform(1.1, 1.3)}[register]}
+            v = synth_voice(mel, dur, rng, singer)
+        vox = pan_stereo(v, rng, width=0.0)
+        if rng.random() < 0.35:  # harmony / double
+            interval = rng.choice([0, 0, 3, 4, -5, 7, 12, -12])
+            mel2 = [(p + interval, a + rng.uniform(0, 0.02), b) for p, a, b in mel if rng.random() < 0.85]
+            v2 = synth_voice(mel2, dur, rng, None)
+            vox = vox + pan_stereo(v2, rng) * rng.uniform(0.2, 0.7)
+        if rng.random() < 0.75:
+            vox = sox_reverb(fit(vox, n), rng, tmp)
+        vox = random_filter(fit(vox, n), rng, p_lp=0.15, p_hp=0.3)
+        stems["vocals"] = vox
+        meta["vocals"] = vox_kind
+        # ---- assemble, filter, pan, level
+        out = {}
+        lvl = {"vocals": rng.uniform(-4, 3), "drums": rng.uniform(-5, 2), "bass": rng.uniform(-6, 1), "other": rng.uniform(-6, 2)}
+        for s in ("vocals", "drums", "bass", "other"):
+            x = fit(stems[s].astype(np.float32), n)
+            if s != "vocals":
+                x = random_filter(x, rng, p_lp=0.3 if s == "other" else 0.15, p_hp=0.15)
+                if rng.random() < 0.5:
+                    x = pan_stereo(x, rng)
+            rms = np.sqrt(np.mean(x ** 2)) + 1e-9
+            if rms < 1e-5:
+                x = np.zeros_like(x)
+            else:
+                x = x / rms * 10 ** ((-20 + lvl[s]) / 20)
+            out[s] = x
+        mix = sum(out.values())
+        peak = max([np.abs(mix).max()] + [np.abs(x).max() for x in out.values()]) + 1e-9
+        g = min(1.0, 0.95 / peak)
+        os.makedirs(song_dir + ".part", exist_ok=True)
+        for s, x in out.items():
+            sf.write(os.path.join(song_dir + ".part", s + ".flac"), np.clip(x * g, -1, 1), SR, subtype="PCM_16")
+        meta["seconds"] = n / SR
+        with open(os.path.join(song_dir + ".part", "meta.json"), "w") as f:
+            json.dump(meta, f)
+        if os.path.exists(song_dir):
+            shutil.rmtree(song_dir)
+        os.rename(song_dir + ".part", song_dir)
+        return meta
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_grooves():
+    names = []
+    for fn in sorted(os.listdir(MMA_LIB)):
+        if not fn.endswith(".mma"):
+            continue
+        with open(os.path.join(MMA_LIB, fn), errors="ignore") as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 2 and w[0].lower() == "defgroove":
+                    g = w[1]
+                    if not any(k in g.lower() for k in ("end", "intro", "fill", "break")):
+                        names.append(g)
+    return sorted(set(names))
+
+
+GROOVES = []
+HAVE_SINSY = False
+
+
+def main():
+    global GROOVES, HAVE_SINSY
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"))
+    ap.add_argument("--songs", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--worker", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-sinsy", action="store_true")
+    a = ap.parse_args()
+    GROOVES = load_grooves()
+    try:
+        if not a.no_sinsy:
+            import pysinsy  # noqa
+            HAVE_SINSY = True
+    except Exception:
+        HAVE_SINSY = False
+    os.makedirs(a.out, exist_ok=True)
+    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, "sinsy:", HAVE_SINSY)
+    t0 = time.time(); made = 0
+    for i in range(a.songs):
+        if i % a.workers != a.worker:
+            continue
+        sid = "s%d_%05d" % (a.seed, i)
+        d = os.path.join(a.out, sid)
+        if os.path.exists(os.path.join(d, "meta.json")):
+            continue
+        try:
+            meta = make_song(d, a.seed * 1000003 + i)
+            made += 1
+            log(sid, meta["source"], meta.get("groove", ""), meta["vocals"], "%.1fs" % meta["seconds"],
+                "(%.1f s/song)" % ((time.time() - t0) / made))
+        except Exception as e:  # keep going: variety matters more than any single song
+            log(sid, "FAILED", repr(e))
+            shutil.rmtree(d + ".part", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

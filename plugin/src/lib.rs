@@ -1,0 +1,1 @@
+//! Demix VST3/CLAP plugin (built out in its own issue).
