@@ -118,6 +118,7 @@ impl StatsHandle {
 pub struct Engine {
     spec: ModelSpec,
     config: EngineConfig,
+    /// Audio channels in and per stem out.
     channels: usize,
     sources: usize,
     n_fft: usize,
@@ -149,18 +150,42 @@ pub struct Engine {
     next_frame: u64,
     /// First frame index after the last reset; earlier frames are never synthesised.
     first_frame: u64,
-    free_jobs: Vec<Box<Job>>,
-    returned_jobs: VecDeque<Box<Job>>,
+    free_jobs: Vec<Job>,
+    returned_jobs: VecDeque<Job>,
     worker: WorkerHandle,
     stats: Arc<EngineStats>,
 }
 
 impl Engine {
-    /// Builds an engine around `model` and starts its inference worker. Allocates every buffer
-    /// the audio thread will use. Not real-time safe.
+    /// Builds an engine around `model` with as many audio channels as the model has, and starts
+    /// its inference worker. Allocates every buffer the audio thread will use. Not real-time safe.
     pub fn new(model: Box<dyn SeparationModel>, config: EngineConfig) -> Result<Self, EngineError> {
+        let channels = model.spec().channels;
+        Self::with_channels(model, config, channels)
+    }
+
+    /// Like [`Engine::new`] for `channels` audio channels (1 or 2) whatever the model's count:
+    /// a mono model hears the stereo downmix and its masks apply to both channels; a stereo model
+    /// hears a mono input on both channels and the two masks are averaged. Spectrum-output models
+    /// need matching channel counts.
+    pub fn with_channels(
+        model: Box<dyn SeparationModel>,
+        config: EngineConfig,
+        channels: usize,
+    ) -> Result<Self, EngineError> {
         let spec = model.spec().clone();
         spec.validate().map_err(EngineError::InvalidSpec)?;
+        if !(1..=2).contains(&channels) {
+            return Err(EngineError::InvalidSpec(format!(
+                "the engine handles 1 or 2 audio channels, not {channels}"
+            )));
+        }
+        if channels != spec.channels && matches!(spec.result, ResultKind::Spectrum { .. }) {
+            return Err(EngineError::InvalidSpec(format!(
+                "this model outputs spectra for {} channel(s) and cannot run on {channels}",
+                spec.channels
+            )));
+        }
         let n_fft = spec.n_fft;
         let hop = spec.hop;
         let analysis_window = spec.window.coefficients(n_fft);
@@ -170,7 +195,6 @@ impl Engine {
                 n_fft,
                 hop,
             })?;
-        let channels = spec.channels;
         let sources = spec.sources.len();
         let full_bins = spec.spectrum_bins();
         let delay_frames = spec.delay_frames + config.compute_slack_hops;
@@ -186,13 +210,11 @@ impl Engine {
         let feature_len = spec.feature_len();
         let result_len = spec.result_len();
         let free_jobs = (0..pool)
-            .map(|_| {
-                Box::new(Job {
-                    frame: 0,
-                    features: vec![0.0; feature_len],
-                    result: vec![0.0; result_len],
-                    ok: false,
-                })
+            .map(|_| Job {
+                frame: 0,
+                features: vec![0.0; feature_len],
+                result: vec![0.0; result_len],
+                ok: false,
             })
             .collect();
         let worker = WorkerHandle::spawn(model, pool)?;
@@ -219,7 +241,7 @@ impl Engine {
             overlap: vec![0.0; sources * channels * n_fft],
             ready_samples: vec![0.0; sources * channels * hop],
             read_pos: 0,
-            mask: vec![0.0; sources * channels * spec.bins],
+            mask: vec![0.0; sources * spec.channels * spec.bins],
             has_mask: false,
             next_frame: 0,
             first_frame: 0,
@@ -369,7 +391,6 @@ impl Engine {
     /// STFT of the newest frame into the spectrum ring, and its features to the worker.
     fn analyse(&mut self, frame: u64) {
         let slot = self.slot(frame);
-        let mut job = self.free_jobs.pop();
         for ch in 0..self.channels {
             let samples = &self.input_frames[ch * self.n_fft..(ch + 1) * self.n_fft];
             for ((dst, &x), &w) in self
@@ -387,33 +408,46 @@ impl Engine {
                 spectrum,
                 &mut self.fft_scratch,
             );
-            if let Some(job) = job.as_mut() {
-                let bins = self.spec.bins;
-                match self.spec.features {
-                    FeatureKind::Magnitude => {
-                        for (dst, z) in job.features[ch * bins..(ch + 1) * bins]
-                            .iter_mut()
-                            .zip(&spectrum[..bins])
-                        {
-                            *dst = z.norm();
-                        }
+        }
+        let Some(mut job) = self.free_jobs.pop() else {
+            return;
+        };
+        let bins = self.spec.bins;
+        let spectra = &self.spectra[slot..][..self.channels * self.full_bins];
+        let io_channels = self.channels;
+        // The model channel's view of the mix: the channel itself, the downmix for a mono model,
+        // or the single channel repeated for a stereo model.
+        let mix_bin = |model_ch: usize, bin: usize| -> Complex<f32> {
+            if io_channels == self.spec.channels {
+                spectra[model_ch * self.full_bins + bin]
+            } else if io_channels == 2 {
+                (spectra[bin] + spectra[self.full_bins + bin]) * 0.5
+            } else {
+                spectra[bin]
+            }
+        };
+        for model_ch in 0..self.spec.channels {
+            match self.spec.features {
+                FeatureKind::Magnitude => {
+                    let part = &mut job.features[model_ch * bins..(model_ch + 1) * bins];
+                    for (bin, dst) in part.iter_mut().enumerate() {
+                        *dst = mix_bin(model_ch, bin).norm();
                     }
-                    FeatureKind::Complex => {
-                        let part = &mut job.features[ch * bins * 2..(ch + 1) * bins * 2];
-                        for (dst, z) in part.chunks_exact_mut(2).zip(&spectrum[..bins]) {
-                            dst[0] = z.re;
-                            dst[1] = z.im;
-                        }
+                }
+                FeatureKind::Complex => {
+                    let part = &mut job.features[model_ch * bins * 2..(model_ch + 1) * bins * 2];
+                    for (bin, dst) in part.chunks_exact_mut(2).enumerate() {
+                        let z = mix_bin(model_ch, bin);
+                        dst[0] = z.re;
+                        dst[1] = z.im;
                     }
                 }
             }
         }
-        if let Some(mut job) = job {
-            job.frame = frame;
-            job.ok = false;
-            if let Err(rtrb::PushError::Full(job)) = self.worker.to_worker.push(job) {
-                self.free_jobs.push(job);
-            }
+        job.frame = frame;
+        job.ok = false;
+        if let Err(rtrb::PushError::Full(job)) = self.worker.to_worker.push(job) {
+            self.free_jobs.push(job);
         }
     }
 
@@ -429,7 +463,7 @@ impl Engine {
 
     /// Finds the result for `frame`, recycling stale ones; waits for it under
     /// [`DeadlinePolicy::Wait`].
-    fn take_result(&mut self, frame: u64) -> Option<Box<Job>> {
+    fn take_result(&mut self, frame: u64) -> Option<Job> {
         loop {
             self.drain_returned();
             while let Some(job) = self.returned_jobs.pop_front() {
@@ -529,9 +563,23 @@ impl Engine {
         match self.spec.result {
             ResultKind::Mask => {
                 if self.has_mask {
-                    let mask = &self.mask[(src * self.channels + ch) * bins..][..bins];
-                    for ((o, &x), &m) in out[..bins].iter_mut().zip(&mix[..bins]).zip(mask) {
-                        *o = x * m;
+                    let model_channels = self.spec.channels;
+                    let lane = |mc: usize| &self.mask[(src * model_channels + mc) * bins..][..bins];
+                    if model_channels == self.channels || model_channels == 1 {
+                        let mask = lane(if model_channels == 1 { 0 } else { ch });
+                        for ((o, &x), &m) in out[..bins].iter_mut().zip(&mix[..bins]).zip(mask) {
+                            *o = x * m;
+                        }
+                    } else {
+                        let (left, right) = (lane(0), lane(1));
+                        for (((o, &x), &l), &r) in out[..bins]
+                            .iter_mut()
+                            .zip(&mix[..bins])
+                            .zip(left)
+                            .zip(right)
+                        {
+                            *o = x * (0.5 * (l + r));
+                        }
                     }
                 } else {
                     whole_mix_or_nothing(&mut out[..bins], &mix[..bins]);
@@ -564,7 +612,7 @@ impl Engine {
     /// a bin no source claims goes to the fallback source.
     fn normalise_mask(&mut self) {
         let bins = self.spec.bins;
-        let lanes = self.channels * bins;
+        let lanes = self.spec.channels * bins;
         for v in self.mask.iter_mut() {
             *v = v.clamp(0.0, 1.0);
         }

@@ -113,8 +113,8 @@ fn stems_sum_to_the_delayed_input() {
         }
     }
     // Band splitting really splits: every stem carries a share of the noise.
-    for lane in 0..8 {
-        let energy: f32 = out[lane].iter().map(|v| v * v).sum();
+    for (lane, samples) in out.iter().enumerate() {
+        let energy: f32 = samples.iter().map(|v| v * v).sum();
         assert!(energy > 1.0, "lane {lane} energy {energy}");
     }
 }
@@ -172,7 +172,7 @@ impl SeparationModel for SlowModel {
     }
     fn push_frame(&mut self, f: &[f32], sink: &mut dyn ResultSink) -> Result<(), ModelError> {
         self.frames += 1;
-        if self.frames % 10 == 0 {
+        if self.frames.is_multiple_of(10) {
             std::thread::sleep(Duration::from_millis(30));
         }
         self.inner.push_frame(f, sink)
@@ -246,4 +246,29 @@ fn wrong_channel_count_gives_silence_not_a_panic() {
     let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[..]).collect();
     engine.process(&[&mono], &mut outs);
     assert!(out.iter().flatten().all(|&v| v == 0.0));
+}
+
+#[test]
+fn stereo_model_on_mono_audio_and_mono_model_on_stereo_audio_keep_the_sum() {
+    let stereo = noise(20_000, 8);
+    let mono = vec![stereo[0].clone()];
+    let mut mono_spec = mask_spec(&SOURCES, 1024, 256, 1);
+    mono_spec.channels = 1;
+    for (model_spec, input) in [
+        (mask_spec(&SOURCES, 1024, 256, 1), &mono),
+        (mono_spec, &stereo),
+    ] {
+        let channels = input.len();
+        let mut engine =
+            Engine::with_channels(Box::new(band_split(model_spec)), offline(), channels).unwrap();
+        let latency = engine.latency();
+        let out = run(&mut engine, input, &[300]);
+        assert_eq!(out.len(), 4 * channels);
+        for ch in 0..channels {
+            for t in latency..input[0].len() {
+                let sum: f32 = (0..4).map(|s| out[s * channels + ch][t]).sum();
+                assert!((sum - input[ch][t - latency]).abs() < 1e-5);
+            }
+        }
+    }
 }

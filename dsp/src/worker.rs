@@ -43,9 +43,9 @@ pub struct WorkerStats {
 /// The audio-thread side of the worker: rings to and from the worker, and the thread handle.
 pub struct WorkerHandle {
     /// Jobs on their way to the worker.
-    pub to_worker: rtrb::Producer<Box<Job>>,
+    pub to_worker: rtrb::Producer<Job>,
     /// Jobs coming back with results.
-    pub from_worker: rtrb::Consumer<Box<Job>>,
+    pub from_worker: rtrb::Consumer<Job>,
     /// Shared counters.
     pub stats: Arc<WorkerStats>,
     stop: Arc<AtomicBool>,
@@ -94,8 +94,8 @@ impl Drop for WorkerHandle {
 
 /// Matches emitted results to the oldest pending jobs and sends them back.
 struct Pending<'a> {
-    waiting: &'a mut VecDeque<Box<Job>>,
-    done: &'a mut VecDeque<Box<Job>>,
+    waiting: &'a mut VecDeque<Job>,
+    done: &'a mut VecDeque<Job>,
     result_len: usize,
 }
 
@@ -114,15 +114,15 @@ impl ResultSink for Pending<'_> {
 
 fn run_worker(
     mut model: Box<dyn SeparationModel>,
-    mut input: rtrb::Consumer<Box<Job>>,
-    mut output: rtrb::Producer<Box<Job>>,
+    mut input: rtrb::Consumer<Job>,
+    mut output: rtrb::Producer<Job>,
     stats: &WorkerStats,
     stop: &AtomicBool,
 ) {
     let result_len = model.spec().result_len();
     let mut features = vec![0.0f32; model.spec().feature_len()];
-    let mut waiting: VecDeque<Box<Job>> = VecDeque::new();
-    let mut done: VecDeque<Box<Job>> = VecDeque::new();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut done: VecDeque<Job> = VecDeque::new();
     let mut idle_polls = 0u32;
     while !stop.load(Ordering::Acquire) {
         // Return finished jobs first; the ring has room for every job in the pool.
@@ -184,7 +184,7 @@ fn run_worker(
     }
 }
 
-fn fail_all(waiting: &mut VecDeque<Box<Job>>, done: &mut VecDeque<Box<Job>>) {
+fn fail_all(waiting: &mut VecDeque<Job>, done: &mut VecDeque<Job>) {
     while let Some(mut job) = waiting.pop_front() {
         job.ok = false;
         done.push_back(job);

@@ -1,0 +1,270 @@
+//! The engine at the host's sample rate and channel count: resamples to the model's rate and
+//! back around [`Engine`], keeping the total latency exact and constant. The plugin, live mode
+//! and the offline bounce all run through it.
+
+use rubato::{FftFixedInOut, Resampler};
+
+use crate::delay::DelayLine;
+use crate::engine::{Engine, EngineConfig, EngineError, StatsHandle};
+use crate::model::{ModelSpec, SeparationModel};
+
+/// Most sources a separator handles (its audio-thread buffers are fixed arrays).
+pub const MAX_SOURCES: usize = 8;
+const MAX_LANES: usize = MAX_SOURCES * 2;
+/// Host samples per resampling chunk, at least: larger chunks cost latency, smaller ones CPU.
+const MIN_CHUNK: usize = 256;
+
+/// Separates audio at any host rate. Build it off the audio thread; [`Separator::process`] and
+/// [`Separator::reset`] are real-time safe under [`crate::DeadlinePolicy::RealTime`].
+pub struct Separator {
+    engine: Engine,
+    host_rate: u32,
+    latency: usize,
+    conversion: Option<RateConversion>,
+}
+
+/// Fixed-size chunks through an FFT resampler pair: `chunk` host samples become `model_chunk`
+/// model samples, are separated, and come back as `chunk` host samples per stem.
+struct RateConversion {
+    chunk: usize,
+    to_model: FftFixedInOut<f32>,
+    to_host: FftFixedInOut<f32>,
+    host_in: Vec<Vec<f32>>,
+    fill: usize,
+    model_in: Vec<Vec<f32>>,
+    model_out: Vec<Vec<f32>>,
+    /// Model-rate padding that makes the model-domain delay a whole number of host samples.
+    pads: Vec<DelayLine>,
+    host_out: Vec<Vec<f32>>,
+    read_pos: usize,
+}
+
+impl Separator {
+    /// Builds the engine for `model` at `host_rate` Hz with `host_channels` (1 or 2) channels.
+    /// Allocates and starts the inference worker: never call it on the audio thread.
+    pub fn new(
+        model: Box<dyn SeparationModel>,
+        config: EngineConfig,
+        host_rate: u32,
+        host_channels: usize,
+    ) -> Result<Self, EngineError> {
+        let sources = model.spec().sources.len();
+        if sources > MAX_SOURCES {
+            return Err(EngineError::InvalidSpec(format!(
+                "{sources} sources; at most {MAX_SOURCES} are supported"
+            )));
+        }
+        if host_rate == 0 {
+            return Err(EngineError::InvalidSpec("host sample rate 0".into()));
+        }
+        let engine = Engine::with_channels(model, config, host_channels)?;
+        let model_rate = engine.spec().sample_rate;
+        if model_rate == host_rate {
+            let latency = engine.latency();
+            return Ok(Self {
+                engine,
+                host_rate,
+                latency,
+                conversion: None,
+            });
+        }
+        let (host, model) = (host_rate as usize, model_rate as usize);
+        let gcd = gcd(host, model);
+        let (host_unit, model_unit) = (host / gcd, model / gcd);
+        // An even number of units keeps both resamplers' delays whole samples.
+        let mut units = MIN_CHUNK.div_ceil(host_unit).max(2);
+        units += units % 2;
+        let chunk = units * host_unit;
+        let model_chunk = units * model_unit;
+        let lanes = sources * host_channels;
+        let resampler_error = |e: rubato::ResamplerConstructionError| {
+            EngineError::InvalidSpec(format!("cannot resample {host} Hz <-> {model} Hz: {e}"))
+        };
+        let to_model =
+            FftFixedInOut::new(host, model, chunk, host_channels).map_err(resampler_error)?;
+        let to_host =
+            FftFixedInOut::new(model, host, model_chunk, lanes).map_err(resampler_error)?;
+        debug_assert_eq!(to_model.input_frames_next(), chunk);
+        debug_assert_eq!(to_host.input_frames_next(), model_chunk);
+        // Model-domain delay: the input resampler's, the engine's, and padding up to a multiple
+        // of `model_unit`, which maps to a whole number of host samples.
+        let model_delay = to_model.output_delay() + engine.latency();
+        let pad = (model_unit - model_delay % model_unit) % model_unit;
+        let model_delay_in_host = (model_delay + pad) / model_unit * host_unit;
+        let latency = (chunk - 1) + model_delay_in_host + to_host.output_delay();
+        let conversion = RateConversion {
+            chunk,
+            host_in: vec![vec![0.0; chunk]; host_channels],
+            fill: 0,
+            model_in: vec![vec![0.0; model_chunk]; host_channels],
+            model_out: vec![vec![0.0; model_chunk]; lanes],
+            pads: (0..lanes).map(|_| DelayLine::new(pad)).collect(),
+            host_out: vec![vec![0.0; chunk]; lanes],
+            read_pos: 1,
+            to_model,
+            to_host,
+        };
+        Ok(Self {
+            engine,
+            host_rate,
+            latency,
+            conversion: Some(conversion),
+        })
+    }
+
+    /// Exact delay in host samples between an input sample and the same sample in every stem.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// The host sample rate this separator was built for.
+    pub fn host_rate(&self) -> u32 {
+        self.host_rate
+    }
+
+    /// Audio channels in, and per stem out.
+    pub fn channels(&self) -> usize {
+        self.engine.channels()
+    }
+
+    /// Number of stems.
+    pub fn sources(&self) -> usize {
+        self.engine.sources()
+    }
+
+    /// Stem names, in output order.
+    pub fn source_names(&self) -> &[String] {
+        &self.engine.spec().sources
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        self.engine.spec()
+    }
+
+    /// Counters (deadline misses, model time) for other threads.
+    pub fn stats(&self) -> StatsHandle {
+        self.engine.stats()
+    }
+
+    /// Restarts from silence with the same latency. Real-time safe.
+    pub fn reset(&mut self) {
+        self.engine.reset();
+        if let Some(conv) = self.conversion.as_mut() {
+            conv.reset();
+        }
+    }
+
+    /// Separates one block at the host rate: `input` has `channels()` slices, `output`
+    /// `sources() · channels()` slices (source-major), all of one length, any length.
+    /// Real-time safe under [`crate::DeadlinePolicy::RealTime`].
+    pub fn process(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) {
+        let Some(conv) = self.conversion.as_mut() else {
+            self.engine.process(input, output);
+            return;
+        };
+        let len = input.first().map_or(0, |c| c.len());
+        let lanes = conv.host_out.len();
+        let usable = input.len() == conv.host_in.len()
+            && output.len() == lanes
+            && input.iter().all(|c| c.len() == len)
+            && output.iter().all(|c| c.len() == len);
+        if !usable {
+            for out in output.iter_mut() {
+                out.fill(0.0);
+            }
+            return;
+        }
+        let mut pos = 0;
+        while pos < len {
+            let take = (len - pos).min(conv.chunk - conv.fill);
+            for (fifo, samples) in conv.host_in.iter_mut().zip(input) {
+                fifo[conv.fill..conv.fill + take].copy_from_slice(&samples[pos..pos + take]);
+            }
+            conv.fill += take;
+            let completes = conv.fill == conv.chunk;
+            let before = if completes { take - 1 } else { take };
+            conv.emit(output, pos, before);
+            if completes {
+                conv.run_chunk(&mut self.engine);
+                conv.emit(output, pos + before, 1);
+            }
+            pos += take;
+        }
+    }
+}
+
+impl RateConversion {
+    fn emit(&mut self, output: &mut [&mut [f32]], at: usize, count: usize) {
+        if count == 0 {
+            return;
+        }
+        for (out, ready) in output.iter_mut().zip(&self.host_out) {
+            out[at..at + count].copy_from_slice(&ready[self.read_pos..self.read_pos + count]);
+        }
+        self.read_pos += count;
+    }
+
+    fn run_chunk(&mut self, engine: &mut Engine) {
+        self.fill = 0;
+        for fifo in self.host_in.iter_mut() {
+            for x in fifo.iter_mut() {
+                if !x.is_normal() {
+                    *x = 0.0;
+                }
+            }
+        }
+        // Buffer sizes are fixed at construction to the resamplers' chunk sizes.
+        let _ = self
+            .to_model
+            .process_into_buffer(&self.host_in, &mut self.model_in, None);
+        let mut inputs: [&[f32]; 2] = [&[], &[]];
+        for (slot, channel) in inputs.iter_mut().zip(&self.model_in) {
+            *slot = channel;
+        }
+        let lanes = self.model_out.len();
+        let mut outputs: [&mut [f32]; MAX_LANES] = Default::default();
+        for (slot, lane) in outputs.iter_mut().zip(self.model_out.iter_mut()) {
+            *slot = lane;
+        }
+        engine.process(&inputs[..self.model_in.len()], &mut outputs[..lanes]);
+        for (lane, pad) in self.model_out.iter_mut().zip(self.pads.iter_mut()) {
+            pad.process(lane);
+        }
+        let _ = self
+            .to_host
+            .process_into_buffer(&self.model_out, &mut self.host_out, None);
+        self.read_pos = 0;
+    }
+
+    fn reset(&mut self) {
+        self.to_model.reset();
+        self.to_host.reset();
+        for buffer in self
+            .host_in
+            .iter_mut()
+            .chain(self.model_in.iter_mut())
+            .chain(self.model_out.iter_mut())
+            .chain(self.host_out.iter_mut())
+        {
+            buffer.fill(0.0);
+        }
+        for pad in self.pads.iter_mut() {
+            pad.reset();
+        }
+        self.fill = 0;
+        self.read_pos = 1;
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+#[path = "separator_tests.rs"]
+mod tests;
