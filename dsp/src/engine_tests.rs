@@ -272,3 +272,59 @@ fn stereo_model_on_mono_audio_and_mono_model_on_stereo_audio_keep_the_sum() {
         }
     }
 }
+
+/// Fails (or panics) from a given frame on, to inject faults into the worker.
+struct FaultyModel {
+    inner: FixedMaskModel,
+    frames: usize,
+    fail_from: usize,
+    panic: bool,
+}
+
+impl SeparationModel for FaultyModel {
+    fn spec(&self) -> &ModelSpec {
+        self.inner.spec()
+    }
+    fn push_frame(&mut self, f: &[f32], sink: &mut dyn ResultSink) -> Result<(), ModelError> {
+        self.frames += 1;
+        if self.frames >= self.fail_from {
+            if self.panic {
+                panic!("injected model panic");
+            }
+            return Err(ModelError("injected failure".into()));
+        }
+        self.inner.push_frame(f, sink)
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+}
+
+#[test]
+fn a_failing_or_panicking_model_leaves_aligned_continuous_output() {
+    for panic in [false, true] {
+        let model = FaultyModel {
+            inner: band_split(mask_spec(&SOURCES, 1024, 256, 1)),
+            frames: 0,
+            fail_from: 40,
+            panic,
+        };
+        let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+        let latency = engine.latency();
+        let input = noise(44_100, 10);
+        let out = run(&mut engine, &input, &[512]);
+        let stats = engine.stats();
+        assert!(stats.deadline_misses() > 0);
+        assert_eq!(stats.model_panicked(), panic);
+        assert_eq!(stats.model_errors() > 0, !panic);
+        for ch in 0..2 {
+            for t in latency..input[0].len() {
+                let sum: f32 = (0..4).map(|s| out[s * 2 + ch][t]).sum();
+                assert!(
+                    (sum - input[ch][t - latency]).abs() < 1e-5,
+                    "panic {panic} t {t}"
+                );
+            }
+        }
+    }
+}
