@@ -1,0 +1,296 @@
+//! Loading: manifests from metadata and sidecars, every load error, and the description.
+//! ONNX Runtime must be provisioned (`cargo xtask provision-ort`); without it these tests fail.
+
+use super::*;
+use std::time::Instant;
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+}
+
+fn load_file(path: &Path) -> Result<LoadedModel, LoadError> {
+    load(
+        &ModelChoice::File(path.to_path_buf()),
+        &LoadOptions::default(),
+    )
+}
+
+#[test]
+fn every_fixture_with_a_manifest_loads_and_is_described() {
+    for name in [
+        "identity_stateful.onnx",
+        "lookahead_stateful.onnx",
+        "windowed.onnx",
+        "magnitude_mono.onnx",
+        "mdx_complex.onnx",
+    ] {
+        let path = fixture_path(name);
+        let loaded = load_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(loaded.origin, path.display().to_string());
+        assert_eq!(loaded.manifest_origin, "embedded metadata");
+        assert_eq!(loaded.runtime, *runtime::loaded().unwrap());
+        let text = describe(&loaded, 2);
+        assert!(text.contains(&loaded.manifest.name), "{text}");
+        assert!(text.contains("16000 Hz"), "{text}");
+        assert!(text.contains("n_fft 64, hop 16, hann window"), "{text}");
+    }
+}
+
+#[test]
+fn the_description_has_tensors_streaming_and_latency() {
+    let loaded = load_file(&fixture_path("identity_stateful.onnx")).unwrap();
+    let text = describe(&loaded, 3);
+    for expected in [
+        "Model:        identity-stateful",
+        "Channels:     2 (stereo)",
+        "Sources:      target, rest (fallback: rest)",
+        "Input:        magnitude mix: f32 [1, 2, 33, 1], 33 of 33 bins",
+        "Output:       mask masks: f32 [1, 2, 2, 33, 1]",
+        "State:        state_in -> state_out [1, 1, 4]",
+        "Streaming:    stateful, one frame per call, lookahead 2 frames",
+        // 63 + 16 · (2 + 3) samples at 16 kHz
+        "Latency:      143 samples (8.9 ms)",
+        "Parameters:   3",
+        "Runtime:      ONNX Runtime 1.",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    let mdx = describe(&load_file(&fixture_path("mdx_complex.onnx")).unwrap(), 0);
+    assert!(
+        mdx.contains("Input:        complex spec: f32 [1, 4, 24, 4], 24 of 33 bins"),
+        "{mdx}"
+    );
+    assert!(
+        mdx.contains("residual source instrumental, scale 1.5"),
+        "{mdx}"
+    );
+    assert!(
+        mdx.contains("windowed, context 4 frames, step 2, lookahead 1"),
+        "{mdx}"
+    );
+}
+
+#[test]
+fn a_graph_contradicting_its_manifest_is_refused_naming_the_tensor_and_shapes() {
+    let path = fixture_path("bad_bins.onnx");
+    let err = load_file(&path)
+        .err()
+        .expect("bad_bins.onnx must be refused");
+    match &err {
+        LoadError::ShapeMismatch {
+            tensor,
+            expected,
+            actual,
+            ..
+        } => {
+            assert_eq!(tensor, "mix");
+            assert_eq!(expected, "f32 [1, 2, 33, 1]");
+            assert_eq!(actual, "f32 [1, 2, 30, 1]");
+        }
+        other => panic!("expected a shape mismatch, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("`mix`"), "{text}");
+}
+
+#[test]
+fn a_model_without_manifest_is_refused_with_where_it_was_looked_for() {
+    let path = fixture_path("no_manifest.onnx");
+    let err = load_file(&path).err().unwrap();
+    assert!(matches!(err, LoadError::Manifest { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(
+        text.contains("no `demix.manifest` metadata entry"),
+        "{text}"
+    );
+    assert!(text.contains("no_manifest.demix.toml"), "{text}");
+}
+
+#[test]
+fn a_sidecar_manifest_describes_a_bare_graph() {
+    let loaded = load_file(&fixture_path("sidecar.onnx")).unwrap();
+    assert_eq!(loaded.manifest.name, "sidecar-identity");
+    assert!(loaded
+        .manifest_origin
+        .ends_with("fixtures/sidecar.demix.toml"));
+}
+
+#[test]
+fn a_sidecar_wins_over_the_embedded_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::copy(fixture_path("identity_stateful.onnx"), &model).unwrap();
+    let sidecar_text = std::fs::read_to_string(fixture_path("sidecar.demix.toml"))
+        .unwrap()
+        .replace("sidecar-identity", "renamed by sidecar");
+    // The file-name form of the sidecar works too.
+    let sidecar = dir.path().join("model.onnx.demix.toml");
+    std::fs::write(&sidecar, &sidecar_text).unwrap();
+    assert_eq!(
+        load_file(&model).unwrap().manifest.name,
+        "renamed by sidecar"
+    );
+
+    // A broken sidecar is reported with its path and the key.
+    std::fs::write(&sidecar, sidecar_text.replace("hop = 16", "hop = 0")).unwrap();
+    let text = load_file(&model).err().unwrap().to_string();
+    assert!(text.contains(&sidecar.display().to_string()), "{text}");
+    assert!(
+        text.contains("hop 0 must be within 1..=n_fft (64)"),
+        "{text}"
+    );
+
+    // Two sidecars are ambiguous.
+    std::fs::write(&sidecar, &sidecar_text).unwrap();
+    std::fs::write(dir.path().join("model.demix.toml"), &sidecar_text).unwrap();
+    let text = load_file(&model).err().unwrap().to_string();
+    assert!(text.contains("two sidecar manifests"), "{text}");
+}
+
+#[test]
+fn unreadable_and_non_onnx_files_are_clean_errors() {
+    let missing = fixture_path("does_not_exist.onnx");
+    let err = load_file(&missing).err().unwrap();
+    assert!(matches!(err, LoadError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("does_not_exist.onnx"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().join("notes.onnx");
+    std::fs::write(&text_file, "this is not a model\n").unwrap();
+    let err = load_file(&text_file).err().unwrap();
+    assert!(matches!(err, LoadError::NotOnnx { .. }), "{err}");
+    assert!(
+        err.to_string().contains("notes.onnx is not an ONNX model"),
+        "{err}"
+    );
+}
+
+/// Encodes one length-delimited protobuf field.
+fn field(number: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 128);
+    let mut out = vec![(number << 3) | 2, payload.len() as u8];
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_graph_onnx_runtime_cannot_parse_is_reported_as_corrupt() {
+    // ir_version 8, a manifest (from the sidecar example), and a graph whose node is garbage.
+    let manifest =
+        Manifest::from_toml(&std::fs::read_to_string(fixture_path("sidecar.demix.toml")).unwrap())
+            .unwrap()
+            .to_json();
+    let mut bytes = vec![0x08, 0x08];
+    bytes.extend(field(7, &field(1, &[0xff, 0xff])));
+    let entry: Vec<u8> = [field(1, b"demix.manifest"), {
+        let mut value = vec![0x12];
+        let mut len = manifest.len();
+        while len >= 0x80 {
+            value.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        value.push(len as u8);
+        value.extend_from_slice(manifest.as_bytes());
+        value
+    }]
+    .concat();
+    let mut entry_field = vec![(14 << 3) | 2];
+    let mut len = entry.len();
+    while len >= 0x80 {
+        entry_field.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    entry_field.push(len as u8);
+    entry_field.extend(entry);
+    bytes.extend(entry_field);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_file(&path).err().unwrap();
+    assert!(matches!(err, LoadError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("broken.onnx"), "{err}");
+}
+
+#[test]
+fn an_unusable_explicit_runtime_library_is_a_clean_error() {
+    let options = LoadOptions {
+        ort_library: Some("/nonexistent/libonnxruntime.so".into()),
+        intra_op_threads: 1,
+    };
+    let err = load(&ModelChoice::File(fixture_path("windowed.onnx")), &options)
+        .err()
+        .unwrap();
+    assert!(matches!(err, LoadError::Runtime { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("windowed.onnx"), "{text}");
+    assert!(
+        text.contains("/nonexistent/libonnxruntime.so (explicit path): no such file"),
+        "{text}"
+    );
+    assert!(text.contains("cargo xtask provision-ort"), "{text}");
+}
+
+#[test]
+fn the_embedded_default_model_loads_and_runs_in_real_time_on_one_thread() {
+    let loaded = load(&ModelChoice::EmbeddedDefault, &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.origin, "embedded default");
+    let spec = loaded.model.spec().clone();
+    assert_eq!(
+        (spec.sample_rate, spec.n_fft, spec.hop),
+        (44_100, 2048, 512)
+    );
+    assert_eq!((spec.channels, spec.sources.len(), spec.bins), (2, 4, 1025));
+    assert_eq!(spec.delay_frames, 2);
+    let mut model = loaded.model;
+    struct Count(usize);
+    impl demix_dsp::ResultSink for Count {
+        fn emit(&mut self, result: &[f32]) {
+            assert!(result.iter().all(|v| v.is_finite()));
+            self.0 += 1;
+        }
+    }
+    let mut sink = Count(0);
+    let features: Vec<f32> = (0..spec.feature_len())
+        .map(|i| (i % 97) as f32 * 0.01)
+        .collect();
+    // With one intra-op thread ONNX Runtime computes on the calling thread, so this thread's
+    // CPU time is the model's cost, whatever else the machine is busy with.
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..300 {
+        let (start, start_cpu) = (Instant::now(), thread_cpu_ms());
+        model.push_frame(&features, &mut sink).unwrap();
+        wall.push(start.elapsed().as_secs_f64() * 1e3);
+        cpu.push(thread_cpu_ms() - start_cpu);
+    }
+    assert_eq!(sink.0, 300 - 2);
+    let stats = |times: &mut Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        (mean, times[times.len() * 99 / 100])
+    };
+    let ((wall_mean, wall_p99), (cpu_mean, cpu_p99)) = (stats(&mut wall), stats(&mut cpu));
+    let hop_ms = spec.hop as f64 * 1e3 / f64::from(spec.sample_rate);
+    eprintln!(
+        "default model per frame: wall {wall_mean:.3} ms mean, {wall_p99:.3} ms p99; \
+         thread CPU {cpu_mean:.3} ms mean, {cpu_p99:.3} ms p99 (hop {hop_ms:.1} ms)"
+    );
+    assert!(
+        cpu_mean < hop_ms,
+        "{cpu_mean} ms of CPU per frame cannot keep up with {hop_ms} ms hops"
+    );
+}
+
+/// CPU time consumed by the calling thread, in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
+}
