@@ -166,8 +166,8 @@ impl Engine {
 
     /// Like [`Engine::new`] for `channels` audio channels (1 or 2) whatever the model's count:
     /// a mono model hears the stereo downmix and its masks apply to both channels; a stereo model
-    /// hears a mono input on both channels and the two masks are averaged. Spectrum-output models
-    /// need matching channel counts.
+    /// hears a mono input on both channels and its two masks (or spectra) are averaged. A mono
+    /// spectrum-output model cannot run on stereo audio.
     pub fn with_channels(
         model: Box<dyn SeparationModel>,
         config: EngineConfig,
@@ -180,9 +180,9 @@ impl Engine {
                 "the engine handles 1 or 2 audio channels, not {channels}"
             )));
         }
-        if channels != spec.channels && matches!(spec.result, ResultKind::Spectrum { .. }) {
+        if channels > spec.channels && matches!(spec.result, ResultKind::Spectrum { .. }) {
             return Err(EngineError::InvalidSpec(format!(
-                "this model outputs spectra for {} channel(s) and cannot run on {channels}",
+                "this model outputs spectra for {} channel and cannot run on {channels}",
                 spec.channels
             )));
         }
@@ -588,19 +588,31 @@ impl Engine {
             ResultKind::Spectrum { residual } => match result {
                 None => whole_mix_or_nothing(&mut out[..bins], &mix[..bins]),
                 Some(result) => {
-                    let lane_of = |s: usize| (s * self.channels + ch) * bins * 2;
+                    let model_channels = self.spec.channels;
+                    let io_channels = self.channels;
+                    // Source `s`'s estimate for this channel; a mono input hears the average of
+                    // a stereo model's two channels.
+                    let estimate = |s: usize, bin: usize| -> Complex<f32> {
+                        let at = |mc: usize| {
+                            let i = ((s * model_channels + mc) * bins + bin) * 2;
+                            Complex::new(result[i], result[i + 1])
+                        };
+                        if model_channels == io_channels {
+                            at(ch)
+                        } else {
+                            (at(0) + at(1)) * 0.5
+                        }
+                    };
                     if residual == Some(src) {
-                        out[..bins].copy_from_slice(&mix[..bins]);
-                        for other in (0..self.sources).filter(|&s| s != src) {
-                            let est = &result[lane_of(other)..][..bins * 2];
-                            for (o, e) in out[..bins].iter_mut().zip(est.chunks_exact(2)) {
-                                *o -= Complex::new(e[0], e[1]);
+                        for (bin, o) in out[..bins].iter_mut().enumerate() {
+                            *o = mix[bin];
+                            for other in (0..self.sources).filter(|&s| s != src) {
+                                *o -= estimate(other, bin);
                             }
                         }
                     } else {
-                        let est = &result[lane_of(src)..][..bins * 2];
-                        for (o, e) in out[..bins].iter_mut().zip(est.chunks_exact(2)) {
-                            *o = Complex::new(e[0], e[1]);
+                        for (bin, o) in out[..bins].iter_mut().enumerate() {
+                            *o = estimate(src, bin);
                         }
                     }
                 }

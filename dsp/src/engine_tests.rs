@@ -328,3 +328,42 @@ fn a_failing_or_panicking_model_leaves_aligned_continuous_output() {
         }
     }
 }
+
+/// Returns the mix spectrum scaled by 0.5 for every source but the residual (the last one).
+struct HalfSpectrum(ModelSpec);
+
+impl SeparationModel for HalfSpectrum {
+    fn spec(&self) -> &ModelSpec {
+        &self.0
+    }
+    fn push_frame(&mut self, f: &[f32], sink: &mut dyn ResultSink) -> Result<(), ModelError> {
+        let sources = self.0.sources.len();
+        let mut out = Vec::with_capacity(f.len() * sources);
+        for s in 0..sources {
+            let gain = if s + 1 == sources { 0.0 } else { 0.5 };
+            out.extend(f.iter().map(|v| v * gain));
+        }
+        sink.emit(&out);
+        Ok(())
+    }
+    fn reset(&mut self) {}
+}
+
+#[test]
+fn stereo_spectrum_model_on_mono_audio_averages_its_channels() {
+    let mut spec = mask_spec(&["vocals", "instrumental"], 1024, 256, 0);
+    spec.features = FeatureKind::Complex;
+    spec.result = ResultKind::Spectrum { residual: Some(1) };
+    let mut engine =
+        Engine::with_channels(Box::new(HalfSpectrum(spec.clone())), offline(), 1).unwrap();
+    let latency = engine.latency();
+    let input = vec![noise(20_000, 11).remove(0)];
+    let out = run(&mut engine, &input, &[128]);
+    for t in latency..input[0].len() {
+        let expected = input[0][t - latency];
+        assert!((out[0][t] - 0.5 * expected).abs() < 1e-5, "t {t}");
+        assert!((out[1][t] - 0.5 * expected).abs() < 1e-5, "t {t}");
+    }
+    spec.channels = 1;
+    assert!(Engine::with_channels(Box::new(HalfSpectrum(spec)), offline(), 2).is_err());
+}
