@@ -40,13 +40,31 @@ struct RateConversion {
 }
 
 impl Separator {
-    /// Builds the engine for `model` at `host_rate` Hz with `host_channels` (1 or 2) channels.
-    /// Allocates and starts the inference worker: never call it on the audio thread.
+    /// Builds the engine for `model` at `host_rate` Hz with `host_channels` (1 or 2) channels,
+    /// for hosts whose blocks are no longer than the resampling chunk (see
+    /// [`Separator::with_max_block`]). Allocates and starts the inference worker: never call it
+    /// on the audio thread.
     pub fn new(
         model: Box<dyn SeparationModel>,
         config: EngineConfig,
         host_rate: u32,
         host_channels: usize,
+    ) -> Result<Self, EngineError> {
+        Self::with_max_block(model, config, host_rate, host_channels, 0)
+    }
+
+    /// Like [`Separator::new`] for a host that may call [`Separator::process`] with up to
+    /// `max_block` samples at once. Every frame of one call is analysed in the same instant, so
+    /// the worker's time only starts counting once the call returns: the engine's compute slack
+    /// is raised by the hops one block plus one resampling chunk span, so that
+    /// `config.compute_slack_hops` remains real time for the model. That keeps real-time
+    /// operation free of deadline misses whatever the block size, at the cost of latency.
+    pub fn with_max_block(
+        model: Box<dyn SeparationModel>,
+        config: EngineConfig,
+        host_rate: u32,
+        host_channels: usize,
+        max_block: usize,
     ) -> Result<Self, EngineError> {
         let sources = model.spec().sources.len();
         if sources > MAX_SOURCES {
@@ -57,6 +75,19 @@ impl Separator {
         if host_rate == 0 {
             return Err(EngineError::InvalidSpec("host sample rate 0".into()));
         }
+        let (model_rate, hop) = (model.spec().sample_rate, model.spec().hop.max(1));
+        let block_in_model = (max_block as u64 * model_rate as u64).div_ceil(host_rate as u64);
+        let chunk_in_model = if model_rate == host_rate {
+            0
+        } else {
+            chunk_sizes(host_rate as usize, model_rate as usize).1 as u64
+        };
+        // Frames wait for their resampling chunk to fill, then for the call that completes it.
+        let span = (block_in_model + chunk_in_model) as usize;
+        let config = EngineConfig {
+            compute_slack_hops: config.compute_slack_hops + span.div_ceil(hop),
+            ..config
+        };
         let engine = Engine::with_channels(model, config, host_channels)?;
         let model_rate = engine.spec().sample_rate;
         if model_rate == host_rate {
@@ -71,11 +102,7 @@ impl Separator {
         let (host, model) = (host_rate as usize, model_rate as usize);
         let gcd = gcd(host, model);
         let (host_unit, model_unit) = (host / gcd, model / gcd);
-        // An even number of units keeps both resamplers' delays whole samples.
-        let mut units = MIN_CHUNK.div_ceil(host_unit).max(2);
-        units += units % 2;
-        let chunk = units * host_unit;
-        let model_chunk = units * model_unit;
+        let (chunk, model_chunk) = chunk_sizes(host, model);
         let lanes = sources * host_channels;
         let resampler_error = |e: rubato::ResamplerConstructionError| {
             EngineError::InvalidSpec(format!("cannot resample {host} Hz <-> {model} Hz: {e}"))
@@ -255,6 +282,16 @@ impl RateConversion {
         self.fill = 0;
         self.read_pos = 1;
     }
+}
+
+/// Host and model samples per resampling chunk: an even number of the rates' smallest common
+/// units (which keeps both resamplers' delays whole samples), at least [`MIN_CHUNK`] host samples.
+fn chunk_sizes(host: usize, model: usize) -> (usize, usize) {
+    let gcd = gcd(host, model);
+    let (host_unit, model_unit) = (host / gcd, model / gcd);
+    let mut units = MIN_CHUNK.div_ceil(host_unit).max(2);
+    units += units % 2;
+    (units * host_unit, units * model_unit)
 }
 
 fn gcd(a: usize, b: usize) -> usize {

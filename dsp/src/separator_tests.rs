@@ -98,3 +98,37 @@ fn mono_host_gets_mono_stems() {
         .unwrap();
     assert_eq!(peak, 10 + latency);
 }
+
+/// Feeds `blocks` blocks of `block` samples paced like a real host (sleeping a block's duration
+/// between calls) and returns the deadline misses.
+fn paced_misses(sep: &mut Separator, rate: u32, block: usize, blocks: usize) -> u64 {
+    let input = vec![vec![0.1f32; block]; 2];
+    let mut out = vec![vec![0.0f32; block]; 8];
+    let period = std::time::Duration::from_secs_f64(block as f64 / rate as f64);
+    let start = std::time::Instant::now();
+    for i in 0..blocks {
+        let ins: Vec<&[f32]> = input.iter().map(|c| &c[..]).collect();
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[..]).collect();
+        sep.process(&ins, &mut outs);
+        let due = start + period * (i as u32 + 1);
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+    }
+    sep.stats().deadline_misses()
+}
+
+#[test]
+fn slack_covers_the_host_block_so_large_blocks_do_not_miss() {
+    // Four hops (10.7 ms) of real compute time: plenty for this model even on a busy machine,
+    // but shorter than one 1024-sample block.
+    let realtime = EngineConfig {
+        compute_slack_hops: 4,
+        deadline: DeadlinePolicy::RealTime,
+    };
+    let spec = || mask_spec(&SOURCES, 512, 128, 0);
+    let mut sized =
+        Separator::with_max_block(Box::new(band_split(spec())), realtime, 48_000, 2, 1024).unwrap();
+    let mut unsized_ = Separator::new(Box::new(band_split(spec())), realtime, 48_000, 2).unwrap();
+    assert!(sized.latency() > unsized_.latency());
+    assert_eq!(paced_misses(&mut sized, 48_000, 1024, 60), 0);
+    assert!(paced_misses(&mut unsized_, 48_000, 1024, 60) > 0);
+}
