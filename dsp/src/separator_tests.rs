@@ -118,17 +118,17 @@ fn paced_misses(sep: &mut Separator, rate: u32, block: usize, blocks: usize) -> 
 
 #[test]
 fn slack_covers_the_host_block_so_large_blocks_do_not_miss() {
-    // Four hops (10.7 ms) of real compute time: plenty for this model even on a busy machine,
-    // but shorter than one 1024-sample block.
+    // Sixteen hops (43 ms) of real compute time: plenty for this model even on a busy machine,
+    // but far shorter than one 8192-sample block (171 ms).
     let realtime = EngineConfig {
-        compute_slack_hops: 4,
+        compute_slack_hops: 16,
         deadline: DeadlinePolicy::RealTime,
     };
     let spec = || mask_spec(&SOURCES, 512, 128, 0);
     let mut sized =
-        Separator::with_max_block(Box::new(band_split(spec())), realtime, 48_000, 2, 1024).unwrap();
+        Separator::with_max_block(Box::new(band_split(spec())), realtime, 48_000, 2, 8192).unwrap();
     let mut unsized_ = Separator::new(Box::new(band_split(spec())), realtime, 48_000, 2).unwrap();
     assert!(sized.latency() > unsized_.latency());
-    assert_eq!(paced_misses(&mut sized, 48_000, 1024, 60), 0);
-    assert!(paced_misses(&mut unsized_, 48_000, 1024, 60) > 0);
+    assert_eq!(paced_misses(&mut sized, 48_000, 8192, 12), 0);
+    assert!(paced_misses(&mut unsized_, 48_000, 8192, 12) > 0);
 }
