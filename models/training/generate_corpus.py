@@ -646,6 +646,14 @@ def sinsy_voice(notes, dur, rng, tmp):
         log("pyworld failed", e)
         y = wav
     y = sps.resample_poly(y, SR, int(sr)).astype(np.float32)
+    # align the first sung onset with the first note (sinsy may add a leading measure)
+    env = np.abs(y)
+    on = int(np.argmax(env > 0.05 * env.max()))
+    want = int(notes[0][1] * SR)
+    if on > want:
+        y = y[on - want:]
+    else:
+        y = np.pad(y, (want - on, 0))
     y = np.pad(y, (0, max(0, int(dur * SR) - len(y))))[:int(dur * SR)]
     return y / (np.abs(y).max() + 1e-9)
 

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Export the streaming step graph of a trained checkpoint to ONNX with the Demix manifest.
+
+Graph: inputs  mix [1, 2, 1025, 1] (linear magnitude of the newest frame), state_in [1, S]
+       outputs masks [1, 4, 2, 1025, 1] (mask of frame m - L), state_out [1, S]
+The manifest JSON goes into metadata_props["demix.manifest"].  The exported graph is verified in
+onnxruntime against the full-sequence PyTorch model on a real clip, and its cost per call is
+measured with one thread; a report is written next to the checkpoint (export_report.json).
+
+Usage: export.py [--ckpt work/run/best.pt] [--out ../default.onnx] [--clip some.wav]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model import Net, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def manifest(net, name="demix-default"):
+    return {
+        "format_version": 1,
+        "name": name,
+        "sample_rate": SR,
+        "n_fft": N_FFT,
+        "hop": HOP,
+        "window": "hann",
+        "channels": 2,
+        "sources": SOURCES,
+        "input": {"name": "mix", "kind": "magnitude", "bins": N_FFT // 2 + 1},
+        "output": {"name": "masks", "kind": "mask"},
+        "renormalize_masks": True,
+        "fallback_source": "other",
+        "streaming": {
+            "style": "stateful",
+            "lookahead_frames": net.L,
+            "state": [{"input": "state_in", "output": "state_out", "shape": [1, net.state_size()]}],
+        },
+    }
+
+
+def load_net(ckpt):
+    ck = torch.load(ckpt, map_location="cpu")
+    net = Net(**ck["cfg"])
+    net.load_state_dict(ck["model"])
+    net.eval()
+    return net, ck
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--run", default=os.path.join(HERE, "work", "run"))
+    ap.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "default.onnx")))
+    ap.add_argument("--clip", default=None, help="wav used for the step-vs-full check")
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--bench-calls", type=int, default=3000)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    ckpt = a.ckpt or (os.path.join(a.run, "best.pt") if os.path.exists(os.path.join(a.run, "best.pt"))
+                      else os.path.join(a.run, "last.pt"))
+    net, ck = load_net(ckpt)
+    S = net.state_size()
+    wrap = StepWrapper(net).eval()
+    mix0 = torch.rand(1, 2, N_FFT // 2 + 1, 1)
+    st0 = torch.zeros(1, S)
+    tmp = a.out + ".tmp.onnx"
+    torch.onnx.export(wrap, (mix0, st0), tmp, opset_version=17, input_names=["mix", "state_in"],
+                      output_names=["masks", "state_out"], do_constant_folding=True)
+    import onnx
+    m = onnx.load(tmp)
+    man = manifest(net)
+    del m.metadata_props[:]
+    p = m.metadata_props.add()
+    p.key = "demix.manifest"
+    p.value = json.dumps(man)
+    m.producer_name = "demix-training"
+    onnx.checker.check_model(m)
+    onnx.save(m, a.out)
+    os.remove(tmp)
+    size = os.path.getsize(a.out)
+    print("wrote", a.out, "%.2f MB" % (size / 1e6), "params", count_params(net), "state", S, "from", ckpt)
+
+    # ---- verification on a real clip
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(a.out, so, providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["demix.manifest"]) == man
+    clip = a.clip
+    if clip is None:
+        cands = sorted(os.path.join(HERE, "work", "corpus", d) for d in os.listdir(os.path.join(HERE, "work", "corpus"))
+                       if not d.endswith(".part")) if os.path.isdir(os.path.join(HERE, "work", "corpus")) else []
+        if cands:
+            x = sum(sf.read(os.path.join(cands[0], s + ".flac"), dtype="float32", always_2d=True)[0] for s in SOURCES)
+        else:
+            x = np.random.default_rng(0).normal(0, 0.1, (int(SR * a.seconds), 2)).astype(np.float32)
+        clip_name = cands[0] if cands else "noise"
+    else:
+        x, _ = sf.read(clip, dtype="float32", always_2d=True)
+        clip_name = clip
+    x = torch.from_numpy(x[: int(SR * a.seconds)].T.copy())
+    mag = engine_stft(x).abs()[None]  # 1,2,F,T
+    T = mag.shape[-1]
+    with torch.no_grad():
+        full = net(mag).numpy()
+    L = net.L
+    state = np.zeros((1, S), np.float32)
+    outs = []
+    magn = mag.numpy().astype(np.float32)
+    for t in range(T):
+        o, state = sess.run(None, {"mix": magn[..., t:t + 1], "state_in": state})
+        outs.append(o)
+    step = np.concatenate(outs, -1)
+    diff = float(np.abs(step[..., L:] - full[..., :T - L]).max())
+    print("step-vs-full max abs diff %.3g over %d frames of %s" % (diff, T - L, clip_name))
+
+    # ---- cost per call, one thread
+    state = np.zeros((1, S), np.float32)
+    for t in range(50):
+        _, state = sess.run(None, {"mix": magn[..., t % T:t % T + 1], "state_in": state})
+    times = []
+    for i in range(a.bench_calls):
+        fr = magn[..., i % T:i % T + 1]
+        t0 = time.perf_counter()
+        _, state = sess.run(None, {"mix": fr, "state_in": state})
+        times.append(time.perf_counter() - t0)
+    times = np.array(times) * 1000
+    hop_ms = HOP / SR * 1000
+    rep = {"onnx": a.out, "checkpoint": ckpt, "bytes": size, "params": count_params(net), "state_size": S,
+           "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name,
+           "verify_frames": T - L, "cost_ms_mean": float(times.mean()), "cost_ms_p50": float(np.percentile(times, 50)),
+           "cost_ms_p99": float(np.percentile(times, 99)), "cost_ms_min": float(times.min()), "bench_calls": int(a.bench_calls), "hop_ms": hop_ms,
+           "cost_pct_of_hop_mean": float(times.mean() / hop_ms * 100), "cost_pct_of_hop_p99": float(np.percentile(times, 99) / hop_ms * 100),
+           "train_state": {k: v for k, v in ck.get("state", {}).items() if k != "history"},
+           "ort_version": ort.__version__, "manifest": man}
+    print("cost per call (1 thread): mean %.3f ms, p50 %.3f, p99 %.3f ms = %.1f%% / %.1f%% of the %.2f ms hop" % (
+        rep["cost_ms_mean"], rep["cost_ms_p50"], rep["cost_ms_p99"], rep["cost_pct_of_hop_mean"], rep["cost_pct_of_hop_p99"], hop_ms))
+    with open(os.path.join(HERE, "work", "export_report.json"), "w") as f:
+        json.dump(rep, f, indent=1)
+    if diff > 1e-3:
+        print("WARNING: step graph does not match the full model")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+//! End-to-end: `demix separate` on bad input, bad models, a missing ONNX Runtime and an
+//! unwritable output folder. Each must fail with exit code 1 and a clear message naming the
+//! problem, never panic, and leave no stem or temporary file behind.
+
+mod cli_common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use cli_common::*;
+
+const RATE: u32 = 16_000;
+
+/// Runs `demix separate INPUT -o OUT --model <identity fixture> EXTRA…`.
+fn separate(input: &Path, out: &Path, extra: &[&OsStr]) -> Output {
+    let model = fixture("identity_stateful.onnx");
+    let mut args = vec![
+        OsStr::new("separate"),
+        input.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ];
+    if !extra.iter().any(|a| *a == "--model") {
+        args.extend([OsStr::new("--model"), model.as_os_str()]);
+    }
+    args.extend_from_slice(extra);
+    demix().args(args).output().expect("demix runs")
+}
+
+/// A valid 16 kHz stereo 16-bit WAV file of `frames` samples.
+fn good_wav(dir: &Path, name: &str, frames: usize) -> PathBuf {
+    let path = dir.join(name);
+    write_wav(&path, RATE, Encoding::Int16, &test_signal(RATE, 2, frames));
+    path
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise_bytes(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9u32;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_bytes_named_wav_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("noise.wav");
+    std::fs::write(&input, noise_bytes(50_000)).unwrap();
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["noise.wav", "not an audio file"], &out);
+}
+
+#[test]
+fn corrupt_flac_data_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("damaged.flac");
+    write_flac(&input, RATE, &test_signal(RATE, 2, 16 * FLAC_BLOCK));
+    let mut bytes = std::fs::read(&input).unwrap();
+    let middle = bytes.len() / 2;
+    for (b, noise) in bytes[middle..middle + 4_000]
+        .iter_mut()
+        .zip(noise_bytes(4_000))
+    {
+        *b ^= noise | 1;
+    }
+    std::fs::write(&input, bytes).unwrap();
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["damaged.flac", "damaged"], &out);
+}
+
+#[test]
+fn truncated_wav_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "cut.wav", 40_000);
+    let bytes = std::fs::read(&input).unwrap();
+    std::fs::write(&input, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["cut.wav", "truncated"], &out);
+}
+
+#[test]
+fn empty_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("empty.wav");
+    std::fs::File::create(&input).unwrap();
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["empty.wav", "empty"], &out);
+}
+
+#[test]
+fn unsupported_wav_codec_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "odd.wav", 1_000);
+    let mut bytes = std::fs::read(&input).unwrap();
+    // The format tag sits right after "fmt " and the chunk size: bytes 20..22.
+    assert_eq!(&bytes[12..16], b"fmt ");
+    bytes[20..22].copy_from_slice(&0x1234u16.to_le_bytes());
+    std::fs::write(&input, bytes).unwrap();
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["odd.wav", "cannot decode"], &out);
+}
+
+#[test]
+fn text_file_named_mp3_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("notes.mp3");
+    std::fs::write(
+        &input,
+        "Shopping list:\n- milk\n- strings for the guitar\n".repeat(40),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["notes.mp3", "not an audio file"], &out);
+}
+
+#[test]
+fn missing_input_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("missing.wav");
+    let out = dir.path().join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["missing.wav", "cannot open"], &out);
+}
+
+#[test]
+fn one_bad_input_stops_the_whole_batch_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = good_wav(dir.path(), "good.wav", 5_000);
+    let bad = dir.path().join("bad.wav");
+    std::fs::File::create(&bad).unwrap();
+    let out = dir.path().join("out");
+    let output = demix()
+        .arg("separate")
+        .args([&good, &bad])
+        .arg("-o")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("identity_stateful.onnx"))
+        .output()
+        .unwrap();
+    assert_clean_failure(&output, &["bad.wav"], &out);
+}
+
+#[test]
+fn model_contradicting_its_manifest_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    let out = dir.path().join("out");
+    let model = fixture("bad_bins.onnx");
+    let output = separate(&input, &out, &[OsStr::new("--model"), model.as_os_str()]);
+    // The manifest promises 33 bins, the graph's input `mix` takes 30.
+    assert_clean_failure(&output, &["mix", "33", "30"], &out);
+}
+
+#[test]
+fn missing_model_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    let out = dir.path().join("out");
+    let model = dir.path().join("nowhere.onnx");
+    let output = separate(&input, &out, &[OsStr::new("--model"), model.as_os_str()]);
+    assert_clean_failure(&output, &["nowhere.onnx"], &out);
+}
+
+#[test]
+fn missing_onnx_runtime_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    let out = dir.path().join("out");
+    let output = separate(
+        &input,
+        &out,
+        &[
+            OsStr::new("--ort-library"),
+            OsStr::new("/nonexistent/libonnxruntime.so"),
+        ],
+    );
+    assert_clean_failure(
+        &output,
+        &["ONNX Runtime", "/nonexistent/libonnxruntime.so"],
+        &out,
+    );
+}
+
+#[test]
+fn garbage_onnx_runtime_libraries_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    let out = dir.path().join("out");
+    let garbage = dir.path().join("libonnxruntime.so");
+    std::fs::write(&garbage, noise_bytes(4096)).unwrap();
+    let model = fixture("identity_stateful.onnx");
+    let output = demix()
+        .env("ORT_DYLIB_PATH", &garbage)
+        .arg("separate")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .arg("--model")
+        .arg(&model)
+        .arg("--ort-library")
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert_clean_failure(&output, &["ONNX Runtime", "libonnxruntime.so"], &out);
+}
+
+#[test]
+fn unusable_ort_dylib_path_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    let out = dir.path().join("out");
+    let garbage = dir.path().join("libonnxruntime.so");
+    std::fs::write(&garbage, noise_bytes(4096)).unwrap();
+    // Without --ort-library the search goes on to the next places and finds the real library.
+    let output = demix()
+        .env("ORT_DYLIB_PATH", &garbage)
+        .arg("separate")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("identity_stateful.onnx"))
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let text = stderr(&output);
+    assert!(
+        text.contains("warning: ORT_DYLIB_PATH=") && text.contains(&garbage.display().to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn unwritable_output_folder_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    // A folder below a regular file cannot be created, even by root.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let out = blocker.join("out");
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["cannot create", "a-file"], &out);
+    assert_eq!(files_under(dir.path()), [blocker.clone(), input]);
+    assert_eq!(std::fs::read(&blocker).unwrap(), b"not a folder");
+}
+
+#[test]
+fn track_folder_that_is_a_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = good_wav(dir.path(), "song.wav", 5_000);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("song"), b"in the way").unwrap();
+    let output = separate(&input, &out, &[]);
+    assert_clean_failure(&output, &["not a folder"], &out);
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    let output = demix().arg("separate").output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let output = demix()
+        .args(["separate", "x.wav", "--format", "mp3"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("wav16"), "{}", stderr(&output));
+}
