@@ -661,9 +661,10 @@ impl Engine {
     }
 }
 
-/// Reads a host sample safely: NaN, ±Inf and subnormals become 0, absurd values are clamped.
+/// Reads a host sample safely: NaN, ±Inf and subnormals become 0, absurd values are clamped to
+/// ±[`INPUT_LIMIT`]. Real-time safe.
 #[inline]
-fn sanitize(x: f32) -> f32 {
+pub(crate) fn sanitize(x: f32) -> f32 {
     if x.is_normal() {
         x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
     } else {

@@ -5,13 +5,14 @@
 use rubato::{FftFixedInOut, Resampler};
 
 use crate::delay::DelayLine;
-use crate::engine::{Engine, EngineConfig, EngineError, StatsHandle};
+use crate::engine::{sanitize, Engine, EngineConfig, EngineError, StatsHandle};
 use crate::model::{ModelSpec, SeparationModel};
 
 /// Most sources a separator handles (its audio-thread buffers are fixed arrays).
 pub const MAX_SOURCES: usize = 8;
 const MAX_LANES: usize = MAX_SOURCES * 2;
-/// Host samples per resampling chunk, at least: larger chunks cost latency, smaller ones CPU.
+/// Samples per resampling chunk, at least, on either side: larger chunks cost latency, smaller
+/// ones CPU and filter quality.
 const MIN_CHUNK: usize = 256;
 
 /// Separates audio at any host rate. Build it off the audio thread; [`Separator::process`] and
@@ -236,9 +237,7 @@ impl RateConversion {
         self.fill = 0;
         for fifo in self.host_in.iter_mut() {
             for x in fifo.iter_mut() {
-                if !x.is_normal() {
-                    *x = 0.0;
-                }
+                *x = sanitize(*x);
             }
         }
         // Buffer sizes are fixed at construction to the resamplers' chunk sizes.
@@ -285,11 +284,15 @@ impl RateConversion {
 }
 
 /// Host and model samples per resampling chunk: an even number of the rates' smallest common
-/// units (which keeps both resamplers' delays whole samples), at least [`MIN_CHUNK`] host samples.
+/// units (which keeps both resamplers' delays whole samples), at least [`MIN_CHUNK`] samples on
+/// both sides (which keeps the anti-aliasing filters long enough to be flat in the pass band).
 fn chunk_sizes(host: usize, model: usize) -> (usize, usize) {
     let gcd = gcd(host, model);
     let (host_unit, model_unit) = (host / gcd, model / gcd);
-    let mut units = MIN_CHUNK.div_ceil(host_unit).max(2);
+    let mut units = MIN_CHUNK
+        .div_ceil(host_unit)
+        .max(MIN_CHUNK.div_ceil(model_unit))
+        .max(2);
     units += units % 2;
     (units * host_unit, units * model_unit)
 }

@@ -132,3 +132,48 @@ fn slack_covers_the_host_block_so_large_blocks_do_not_miss() {
     assert_eq!(paced_misses(&mut sized, 48_000, 8192, 12), 0);
     assert!(paced_misses(&mut unsized_, 48_000, 8192, 12) > 0);
 }
+
+#[test]
+fn huge_and_non_finite_samples_at_a_resampled_rate_stay_finite() {
+    let model = band_split(mask_spec(&SOURCES, 1024, 256, 0));
+    let mut sep = Separator::new(Box::new(model), offline(), 48_000, 2).unwrap();
+    let mut input = vec![vec![0.0f32; 20_000]; 2];
+    for (i, v) in [1e30f32, -1e30, f32::NAN, f32::INFINITY, 1e-42, f32::MAX]
+        .iter()
+        .cycle()
+        .take(600)
+        .enumerate()
+    {
+        input[i % 2][i * 31] = *v;
+    }
+    let out = run(&mut sep, &input, 500);
+    assert!(out.iter().flatten().all(|v| v.is_finite()));
+}
+
+#[test]
+fn extreme_rate_ratios_keep_the_pass_band_flat() {
+    for (host, model_rate) in [(192_000u32, 16_000u32), (8_000, 16_000), (22_050, 44_100)] {
+        let mut spec = mask_spec(&SOURCES, 512, 128, 0);
+        spec.sample_rate = model_rate;
+        let mut sep = Separator::new(
+            Box::new(FixedMaskModel::identity(spec, 0)),
+            offline(),
+            host,
+            2,
+        )
+        .unwrap();
+        let latency = sep.latency();
+        let len = host as usize;
+        let tone: Vec<f32> = (0..len)
+            .map(|t| 0.5 * (2.0 * std::f32::consts::PI * 1_000.0 * t as f32 / host as f32).sin())
+            .collect();
+        let out = run(&mut sep, &[tone.clone(), tone.clone()], 1000);
+        let err = (latency + host as usize / 10..len)
+            .map(|t| (out[0][t] - tone[t - latency]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            err < 5e-3,
+            "{host} Hz host, {model_rate} Hz model: error {err}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! The host-rate separator under hostile hosts: a random host rate (8 kHz to 192 kHz), mono or
 //! stereo, a reference model, then random block sizes (including 0) filled with random samples
-//! drawn from ordinary values, NaN, ±Inf, subnormals, ±1e30 and ±f32::MAX. Every output sample
-//! must be finite, and nothing may panic.
+//! drawn from ordinary values, NaN, ±Inf, subnormals, ±1e30, ±f32::MAX and random bit patterns.
+//! Every output sample must be finite, and nothing may panic. (This target found that values
+//! near f32::MAX made the resampler panic; regression test
+//! `huge_finite_samples_at_a_resampled_rate_do_not_panic` in tests/tests/faults.rs.)
 #![no_main]
 
 use demix_dsp::reference_models::{band_split, mask_spec, FixedMaskModel};
@@ -41,8 +43,15 @@ impl Bytes<'_> {
             4 => -f32::from_bits(u32::from(self.u16()) + 1),
             5 => 1e30,
             6 => -1e30,
-            7 => f32::MAX,
-            8 => f32::from_bits(u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])),
+            7 => 1e30 * f32::from(self.u8()) / 255.0,
+            8 => f32::from_bits(u32::from_le_bytes([
+                self.u8(),
+                self.u8(),
+                self.u8(),
+                self.u8(),
+            ])),
+            9 => f32::MAX,
+            10 => -f32::MAX,
             _ => f32::from(self.u16() as i16) / 32768.0,
         }
     }
@@ -90,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
         separator.process(&ins, &mut outs);
         for (lane, out) in output.iter().enumerate() {
             if let Some(i) = out[..len].iter().position(|x| !x.is_finite()) {
-                panic!("lane {lane} sample {i} of a {len}-sample block is {}", out[i]);
+                panic!(
+                    "lane {lane} sample {i} of a {len}-sample block is {}",
+                    out[i]
+                );
             }
         }
     }

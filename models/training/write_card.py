@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--report", default=os.path.join(HERE, "work", "export_report.json"))
     ap.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "MODEL_CARD.md")))
     ap.add_argument("--notes", default="")
+    ap.add_argument("--notes-file", default=None)
     a = ap.parse_args()
     rep = json.load(open(a.report))
     ev = json.load(open(a.eval or os.path.join(a.run, "eval.json")))
@@ -94,14 +95,14 @@ def main():
     w("- vocals: %s" % ", ".join("%s %d" % kv for kv in sorted(kinds.items())))
     w("- `mma` grooves (769 from the standard library; random tempo 60–175 BPM, key, progression) split into drums / bass (Bass/Walk tracks, programs 32–39) / other, or a procedural pretty_midi band; rendered per stem with FluidSynth using FluidR3_GM and TimGM6mb (drums sometimes with the avldrums Black Pearl / Red Zeppelin kits), random program substitutions, FluidSynth reverb/chorus on or off")
     w("- vocals: procedural formant singer (glottal pulse train, spectral tilt, 5 formants with vowel/consonant trajectories, fricatives, plosives, nasals, breaths, vibrato, jitter, shimmer, glides; random register and formant scale), and the Sinsy HTS singer via `pysinsy` re-pitched / formant-warped with `pyworld`; harmonies/doubles; `sox` reverb")
-    w("- every stem: random low-/high-pass and tilt filters, pan/width, level; at training time random remixing of stems across songs (60 %% of examples), per-stem gain −6..+3 dB, channel swap, 10 %% silent stems, random mixture level")
+    w("- every stem: random low-/high-pass and tilt filters, pan/width, level; at training time random remixing of stems across songs (60 % of examples), per-stem gain −6..+3 dB, channel swap, 10 % silent stems, random mixture level")
     w("- never used (reserved for evaluation): Debian game packages, the scratch package's sounds, Frets on Fire, MuseScore General soundfonts, MBROLA voices\n")
     w("## Model and training\n")
     cfg = ck.get("cfg", {})
     w("- architecture: log1p(1000·|X|) + learned per-bin normalisation → linear 2×1025 → %d (LayerNorm, GELU) → depthwise-separable conv over frames m−2 … m+%d (residual) → %d minGRU blocks (input-gated linear recurrence, hidden %d, each with an MLP, residual) → linear head to 4 × 1025 logits shared by both channels + a per-(source, channel, bin) affine term of that channel's normalised log-magnitude → softmax over sources" % (cfg.get("hidden", 256), L, cfg.get("layers", 2), cfg.get("hidden", 256)))
-    w("- loss: L1 on masked magnitudes + L1 on the complex estimate (mixture phase), normalised by the mixture level; masks/loss on every other frame per step (random phase) for speed")
-    w("- optimiser: Adam, lr 1e-3 with 200-step warm-up and a cosine decay over the training-time budget; batch 4 × 2.5 s crops; gradient clipping 5")
-    w("- training: **%d steps, %.1f minutes** of training time on 2 shared CPU cores (Debian `python3-torch` %s), checkpoint `%s`" % (
+    w("- loss (final stage): negative spectral SDR per (example, source) with the mixture phase, eps = 0.025 × mixture energy (`train.py --loss sdr`); the earlier stages used L1 (masked magnitude + complex) — see the training history below; masks/loss on every other frame per step (random phase) for speed")
+    w("- optimiser: Adam with warm-up and a cosine decay over each run's training-time budget; batch 4 × 2.5 s crops; gradient clipping 5")
+    w("- last run: **%d steps, %.1f minutes** of training time on 2 shared CPU cores (Debian `python3-torch` %s), checkpoint `%s`" % (
         st.get("step", 0), st.get("train_seconds", 0) / 60, torch.__version__, os.path.relpath(rep["checkpoint"], os.path.join(HERE, ".."))))
     if hist:
         h = hist[-1]
@@ -112,6 +113,8 @@ def main():
     w("- Trained briefly on synthetic General-MIDI renderings and synthetic singing only; expect weak separation on real recordings, real voices and genres far from MMA grooves.")
     w("- Masks only (mixture phase); the model cannot undo phase cancellation between sources.")
     w("- Magnitudes are the engine's unnormalised FFT magnitudes of the periodic-Hann frame; the input level range seen in training is a mixture peak of −18..−0.5 dBFS.")
+    if a.notes_file:
+        a.notes = open(a.notes_file).read()
     if a.notes:
         w("\n" + a.notes)
     w("\n_Card written %s by `models/training/write_card.py` from `work/export_report.json` and `%s`._" % (

@@ -56,6 +56,9 @@ pub struct Demix {
     loader: Option<ModelLoader>,
     processor: Option<DemixProcessor>,
     reported_latency: u32,
+    /// Set when processing panicked: the plugin outputs silence until the host activates it
+    /// again, so a panic never crosses into the host.
+    faulted: bool,
 }
 
 impl Default for Demix {
@@ -66,6 +69,7 @@ impl Default for Demix {
             loader: None,
             processor: None,
             reported_latency: 0,
+            faulted: false,
         }
     }
 }
@@ -150,6 +154,56 @@ impl Plugin for Demix {
         buffer_config: &BufferConfig,
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        // No panic may unwind into the host: a failed activation is refused instead.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.activate_unguarded(audio_io_layout, buffer_config, context)
+        }))
+        .unwrap_or(false)
+    }
+
+    fn reset(&mut self) {
+        if let Some(processor) = self.processor.as_mut() {
+            let reset =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| processor.reset()));
+            self.faulted |= reset.is_err();
+        }
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        if !self.faulted {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.process_unguarded(buffer, aux, context)
+            }));
+            match outcome {
+                Ok(status) => return status,
+                Err(_) => self.faulted = true,
+            }
+        }
+        for channel in buffer.as_slice() {
+            channel.fill(0.0);
+        }
+        for bus in aux.outputs.iter_mut() {
+            for channel in bus.as_slice() {
+                channel.fill(0.0);
+            }
+        }
+        ProcessStatus::Normal
+    }
+}
+
+impl Demix {
+    fn activate_unguarded(
+        &mut self,
+        audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        self.faulted = false;
         let host = HostConfig {
             sample_rate: buffer_config.sample_rate.round() as u32,
             channels: audio_io_layout
@@ -180,13 +234,7 @@ impl Plugin for Demix {
         true
     }
 
-    fn reset(&mut self) {
-        if let Some(processor) = self.processor.as_mut() {
-            processor.reset();
-        }
-    }
-
-    fn process(
+    fn process_unguarded(
         &mut self,
         buffer: &mut Buffer,
         aux: &mut AuxiliaryBuffers,

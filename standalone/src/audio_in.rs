@@ -42,8 +42,13 @@ struct Stream {
 }
 
 impl AudioReader {
-    /// Opens `path`, identifies its format and codec and decodes the first block.
+    /// Opens `path`, identifies its format and codec and decodes the first block. A decoder
+    /// that crashes on crafted data is reported as damaged data, never as a panic.
     pub fn open(path: &Path) -> Result<Self> {
+        contain_decoder_panic(|| Self::open_unguarded(path)).unwrap_or_else(|| damaged(path))
+    }
+
+    fn open_unguarded(path: &Path) -> Result<Self> {
         let shown = path.display();
         let file = File::open(path).with_context(|| format!("cannot open '{shown}'"))?;
         let metadata = file
@@ -162,8 +167,12 @@ impl AudioReader {
     pub fn next_block(&mut self) -> Result<Option<&[Vec<f32>]>> {
         if self.first_block_pending {
             self.first_block_pending = false;
-        } else if !self.decode_next()? {
-            return Ok(None);
+        } else {
+            let decoded = contain_decoder_panic(|| self.decode_next())
+                .unwrap_or_else(|| damaged(&self.stream.path))?;
+            if !decoded {
+                return Ok(None);
+            }
         }
         Ok(Some(&self.stream.block))
     }
@@ -309,6 +318,26 @@ impl Stream {
 }
 
 /// The container a file's first bytes announce, if they match a known signature.
+/// Runs decoder code and returns `None` if the decoder library panicked (crafted or damaged
+/// input can make it). The default panic message is silenced meanwhile: the caller reports one
+/// clear error instead.
+fn contain_decoder_panic<T>(decode: impl FnOnce() -> Result<T>) -> Option<Result<T>> {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    std::panic::set_hook(previous_hook);
+    outcome.ok()
+}
+
+/// The error for a file the decoder crashed on.
+fn damaged<T>(path: &Path) -> Result<T> {
+    Err(anyhow!(
+        "'{}' is damaged or uses an unsupported variant of its format: the decoder could not \
+         read it",
+        path.display()
+    ))
+}
+
 fn container_name(path: &Path) -> Option<&'static str> {
     let mut head = Vec::with_capacity(12);
     File::open(path)

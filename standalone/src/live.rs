@@ -275,6 +275,10 @@ pub fn run(args: Args) -> Result<()> {
         None => BufferSize::Default,
     };
 
+    // Before the model and the separator start their threads, which inherit the priority.
+    if !raise_priority() {
+        eprintln!("note: no permission to raise demix's priority; under heavy load, --slack helps");
+    }
     let loaded = args.model.load()?;
     let names = loaded.model.spec().sources.clone();
     let mut mixer = Mixer::new(&names);
@@ -293,7 +297,12 @@ pub fn run(args: Args) -> Result<()> {
         deadline: DeadlinePolicy::RealTime,
     };
     let model_name = format!("{} ({})", loaded.manifest.name, loaded.origin);
-    let separator = Separator::new(loaded.model, config, rate, channels)
+    // The compute slack must also cover one device buffer, which the engine processes at once.
+    let max_block = match buffer {
+        BufferSize::Fixed(frames) => frames as usize,
+        BufferSize::Default => 0,
+    };
+    let separator = Separator::with_max_block(loaded.model, config, rate, channels, max_block)
         .map_err(|e| anyhow!("cannot start the separation engine: {e}"))?;
     let engine_latency = separator.latency();
     let stats = separator.stats();
@@ -415,6 +424,21 @@ pub fn run(args: Args) -> Result<()> {
         Ending::Failed(reason) => bail!("{reason}"),
         Ending::Duration | Ending::User => Ok(()),
     }
+}
+
+/// Asks the OS to favour this thread and the threads it starts from now on (the inference
+/// worker, the recorder, ALSA's stream threads) over ordinary processes: nice -10, where
+/// permitted (root, CAP_SYS_NICE or an rtprio/nice limit). Returns whether it worked.
+#[cfg(unix)]
+fn raise_priority() -> bool {
+    // SAFETY: setpriority only changes the calling thread's nice value.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) == 0 }
+}
+
+/// Priorities are left alone off Unix.
+#[cfg(not(unix))]
+fn raise_priority() -> bool {
+    true
 }
 
 /// The status-line loop of `--no-tui`.

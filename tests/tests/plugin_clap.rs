@@ -294,14 +294,14 @@ fn engine_latency_at(rate: u32, choice: ModelChoice) -> usize {
 }
 
 /// The latency `Separator` reports for `choice` at `rate` stereo with `slack` hops of compute
-/// slack.
+/// slack, for the test's host blocks of `BLOCK` samples.
 fn engine_latency_with(rate: u32, slack: usize, choice: ModelChoice) -> usize {
     let loaded = demix_models::load(&choice, &LoadOptions::default()).expect("model loads");
     let config = EngineConfig {
         compute_slack_hops: slack,
         deadline: DeadlinePolicy::Wait,
     };
-    Separator::new(loaded.model, config, rate, 2)
+    Separator::with_max_block(loaded.model, config, rate, 2, BLOCK)
         .expect("separator builds")
         .latency()
 }

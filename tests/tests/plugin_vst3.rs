@@ -23,6 +23,8 @@ use vst3::Steinberg::{
 use vst3::{ComPtr, Interface};
 
 const RATE: u32 = 48_000;
+/// The largest block the test announces to the plugin.
+const MAX_BLOCK: usize = 128;
 /// The compute slack of the plugin's default latency preset ("Normal").
 const DEFAULT_SLACK_HOPS: usize = 2;
 
@@ -61,7 +63,7 @@ fn the_vst3_instantiates_with_its_buses_and_exact_latency() {
         compute_slack_hops: DEFAULT_SLACK_HOPS,
         deadline: DeadlinePolicy::RealTime,
     };
-    let expected_latency = Separator::new(loaded.model, config, RATE, 2)
+    let expected_latency = Separator::with_max_block(loaded.model, config, RATE, 2, MAX_BLOCK)
         .expect("separator builds")
         .latency();
 
@@ -129,7 +131,7 @@ fn the_vst3_instantiates_with_its_buses_and_exact_latency() {
             let mut setup = ProcessSetup {
                 processMode: ProcessModes_::kRealtime as i32,
                 symbolicSampleSize: SymbolicSampleSizes_::kSample32 as i32,
-                maxSamplesPerBlock: 128,
+                maxSamplesPerBlock: MAX_BLOCK as i32,
                 sampleRate: f64::from(RATE),
             };
             assert_eq!(processor.setupProcessing(&mut setup), kResultOk);

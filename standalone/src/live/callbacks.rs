@@ -89,13 +89,8 @@ impl InputSide {
                 .input_lost_frames
                 .fetch_add(lost, Ordering::Relaxed);
         }
-        if let Some(capture) = capture {
-            let origin = capture - (self.frames as f64 / self.rate * 1e9) as i128;
-            if origin > 0 {
-                self.shared
-                    .input_origin_ns
-                    .store(origin as u64, Ordering::Relaxed);
-            }
+        if let Some(capture) = capture.and_then(|c| u64::try_from(c).ok()) {
+            self.shared.input_stamp.publish(self.frames, capture);
         }
         self.frames += frames as u64;
         self.shared
@@ -264,7 +259,6 @@ impl OutputSide {
                 self.shared.host_underruns.fetch_add(1, Ordering::Relaxed);
                 self.pending_underrun = None;
             } else if left <= frames {
-                eprintln!("DEBUG own underrun resolved at out {} trouble {} mark {}", self.shared.output_frames.load(Ordering::Relaxed), trouble, mark);
                 self.shared.ring_underruns.fetch_add(1, Ordering::Relaxed);
                 self.pending_underrun = None;
             } else {
@@ -293,7 +287,6 @@ impl OutputSide {
             self.reading = true;
         }
         if self.reading && queued < frames {
-            eprintln!("DEBUG underrun out {} queued {} in_frames {} consumed {} trouble {} before {} xruns {} in_lost {} out_lost {} extra {}", self.shared.output_frames.load(Ordering::Relaxed), queued, self.shared.input_frames.load(Ordering::Relaxed), self.consumed, trouble, trouble_before, self.shared.host_xruns.load(Ordering::Relaxed), self.shared.input_lost_frames.load(Ordering::Relaxed), self.output_lost, self.extra_frames);
             // Attributed within a few callbacks: to the host when it reported an xrun or
             // skipped input cycles shortly before or after, otherwise to demix.
             if self.pending_underrun.is_none() {
@@ -312,15 +305,17 @@ impl OutputSide {
     }
 
     /// Publishes the capture-to-playback delay of the first frame this callback plays.
+    /// The frame's capture time is extrapolated from the latest input block's timestamp, which
+    /// is at most a few blocks newer, so cycles the host skipped long ago do not distort it.
     fn publish_latency(&self, info: &OutputCallbackInfo) {
-        let origin = self.shared.input_origin_ns.load(Ordering::Relaxed);
-        let Some(playback) = nanos(&info.timestamp().playback) else {
+        let (Some(playback), Some((frame, stamp))) = (
+            nanos(&info.timestamp().playback),
+            self.shared.input_stamp.read(),
+        ) else {
             return;
         };
-        if origin == 0 {
-            return;
-        }
-        let captured = origin as f64 + self.consumed as f64 / self.rate * 1e9;
+        let age = (frame as f64 - self.consumed as f64) / self.rate * 1e9;
+        let captured = stamp as f64 - age;
         let delay = (playback as f64 - captured) * 1e-9 * self.rate;
         if delay >= 0.0 {
             self.shared

@@ -1,7 +1,7 @@
 //! State shared between the audio callbacks and the control thread (TUI or status printer):
 //! relaxed atomics only, so the callbacks never lock or wait for the display.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use demix_dsp::separator::MAX_SOURCES;
 
@@ -38,8 +38,8 @@ pub struct Shared {
     /// Set by the input callback after an overrun: the output side drops the ring's contents
     /// and fills it again, so the delay through the ring returns to its target.
     pub resync: AtomicBool,
-    /// Capture time of input frame 0 in nanoseconds on the backend's stream clock (0: unknown).
-    pub input_origin_ns: AtomicU64,
+    /// Capture time of the latest input block's first frame.
+    pub input_stamp: InputStamp,
     /// Measured delay from capture to playback of the samples played last, in frames.
     pub io_latency_frames: AtomicU64,
     /// Frames the output side keeps queued in the ring before it starts reading.
@@ -68,7 +68,7 @@ impl Shared {
             input_frames: AtomicU64::new(0),
             input_block: AtomicU64::new(0),
             resync: AtomicBool::new(false),
-            input_origin_ns: AtomicU64::new(0),
+            input_stamp: InputStamp::default(),
             io_latency_frames: AtomicU64::new(0),
             ring_target_frames: AtomicU64::new(0),
             load: AtomicU32::new(0),
@@ -139,6 +139,42 @@ impl Shared {
     }
 }
 
+/// When one input frame was captured (nanoseconds on the backend's stream clock), published by
+/// the input callback and read by the output callback through a sequence lock that never
+/// waits: a read that overlaps a write just reports nothing.
+#[derive(Debug, Default)]
+pub struct InputStamp {
+    sequence: AtomicU64,
+    frame: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl InputStamp {
+    /// Records that input frame `frame` (counted from the stream's start) was captured at
+    /// `nanos`. Only one thread may publish. Lock-free.
+    pub fn publish(&self, frame: u64, nanos: u64) {
+        let sequence = self.sequence.load(Ordering::Relaxed);
+        self.sequence.store(sequence + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.frame.store(frame, Ordering::Relaxed);
+        self.nanos.store(nanos, Ordering::Relaxed);
+        self.sequence.store(sequence + 2, Ordering::Release);
+    }
+
+    /// The latest `(frame, nanos)`, or `None` before the first one or during a write.
+    /// Lock-free.
+    pub fn read(&self) -> Option<(u64, u64)> {
+        let before = self.sequence.load(Ordering::Acquire);
+        if before == 0 || before % 2 == 1 {
+            return None;
+        }
+        let frame = self.frame.load(Ordering::Relaxed);
+        let nanos = self.nanos.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        (self.sequence.load(Ordering::Relaxed) == before).then_some((frame, nanos))
+    }
+}
+
 /// Non-negative finite floats order like their bit patterns, so `fetch_max` on the bits is a
 /// lock-free float maximum.
 fn raise(slot: &AtomicU32, value: f32) {
@@ -166,6 +202,15 @@ mod tests {
         assert_eq!(shared.take_stem_peak(1), 0.5);
         assert_eq!(shared.take_stem_peak(1), 0.0);
         assert_eq!(shared.take_stem_peak(0), 0.0);
+    }
+
+    #[test]
+    fn input_stamps_are_read_whole_and_only_after_the_first_one() {
+        let stamp = InputStamp::default();
+        assert_eq!(stamp.read(), None);
+        stamp.publish(128, 5_000);
+        stamp.publish(256, 7_666);
+        assert_eq!(stamp.read(), Some((256, 7_666)));
     }
 
     #[test]
