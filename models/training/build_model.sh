@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the Demix default separation model from nothing, in one command:
-#   install -> generate corpus (background, keeps growing) -> train (resumable) -> export -> evaluate
+#   install -> generate corpus (background, keeps growing) -> train (resumable) -> export -> evaluate -> model card
 #
 # Usage (from anywhere):
 #   models/training/build_model.sh                       # full build (~2 h on 2 cores), writes models/default.onnx
@@ -92,5 +92,8 @@ if [ -d /work/shared/eval/dev ] || [ -n "${DEMIX_DEV:-}" ]; then
     | tee "$WORK/$RUN/eval.md"
 else
   echo "dev set not found: skipping evaluation (set DEMIX_DEV=/path/to/eval/dev)" >&2
+fi
+if [ $SMOKE = 0 ] && [ -f "$WORK/$RUN/eval.json" ]; then
+  "$PY" "$HERE/write_card.py" --run "$WORK/$RUN" --eval "$WORK/$RUN/eval.json" --out "$(dirname "$OUT")/MODEL_CARD.md"
 fi
 echo "model: $OUT"

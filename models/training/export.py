@@ -5,7 +5,7 @@ Graph: inputs  mix [1, 2, 1025, 1] (linear magnitude of the newest frame), state
        outputs masks [1, 4, 2, 1025, 1] (mask of frame m - L), state_out [1, S]
 The manifest JSON goes into metadata_props["demix.manifest"].  The exported graph is verified in
 onnxruntime against the full-sequence PyTorch model on a real clip, and its cost per call is
-measured with one thread; a report is written next to the checkpoint (export_report.json).
+measured with one thread; a report is written next to the checkpoint (<run>/export_report.json).
 
 Usage: export.py [--ckpt work/run/best.pt] [--out ../default.onnx] [--clip some.wav]
 """
@@ -147,7 +147,7 @@ def main():
            "ort_version": ort.__version__, "manifest": man}
     print("cost per call (1 thread): mean %.3f ms, p50 %.3f, p99 %.3f ms = %.1f%% / %.1f%% of the %.2f ms hop" % (
         rep["cost_ms_mean"], rep["cost_ms_p50"], rep["cost_ms_p99"], rep["cost_pct_of_hop_mean"], rep["cost_pct_of_hop_p99"], hop_ms))
-    with open(os.path.join(HERE, "work", "export_report.json"), "w") as f:
+    with open(os.path.join(os.path.dirname(os.path.abspath(ckpt)), "export_report.json"), "w") as f:
         json.dump(rep, f, indent=1)
     if diff > 1e-3:
         print("WARNING: step graph does not match the full model")

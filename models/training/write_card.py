@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write models/MODEL_CARD.md from what was measured: work/export_report.json (export.py),
+"""Write models/MODEL_CARD.md from what was measured: <run>/export_report.json (export.py),
 <run>/eval.json (evaluate.py --json), the checkpoint's training state and the corpus on disk.
 
 Usage: write_card.py [--run work/run] [--eval work/run/eval.json] [--out ../MODEL_CARD.md]
@@ -36,12 +36,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default=os.path.join(HERE, "work", "run"))
     ap.add_argument("--eval", default=None)
-    ap.add_argument("--report", default=os.path.join(HERE, "work", "export_report.json"))
+    ap.add_argument("--report", default=None, help="default: <run>/export_report.json")
     ap.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "MODEL_CARD.md")))
     ap.add_argument("--notes", default="")
     ap.add_argument("--notes-file", default=None)
     a = ap.parse_args()
-    rep = json.load(open(a.report))
+    rep = json.load(open(a.report or os.path.join(a.run, "export_report.json")))
     ev = json.load(open(a.eval or os.path.join(a.run, "eval.json")))
     st = rep.get("train_state", {})
     import torch
@@ -117,7 +117,7 @@ def main():
         a.notes = open(a.notes_file).read()
     if a.notes:
         w("\n" + a.notes)
-    w("\n_Card written %s by `models/training/write_card.py` from `work/export_report.json` and `%s`._" % (
+    w("\n_Card written %s by `models/training/write_card.py` from `<run>/export_report.json` and `%s`._" % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.path.relpath(a.eval or os.path.join(a.run, "eval.json"), HERE)))
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
