@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use demix_dsp::{DeadlinePolicy, EngineConfig, SeparationModel, Separator};
+use demix_dsp::{DeadlinePolicy, EngineConfig, SeparationModel, Separator, StatsHandle};
 
 use crate::processor::{hand_over_rings, BuilderLink, DemixProcessor, HostConfig, MixSettings};
 use crate::processor::{Prepared, MAX_CHANNELS};
@@ -106,6 +106,8 @@ struct Shared {
     factory: ModelFactory,
     wanted: Box<dyn Fn() -> BuildKey + Send + Sync>,
     status: Arc<RwLock<String>>,
+    /// Counters of the separator last handed to the audio thread, watched for model faults.
+    watched: Mutex<Option<StatsHandle>>,
 }
 
 impl Shared {
@@ -115,6 +117,37 @@ impl Shared {
 
     fn set_status(&self, status: String) {
         *self.status.write().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+
+    /// Records the status of a new build and starts watching its separator for faults.
+    fn built(&self, status: String, stats: Option<StatsHandle>) {
+        *self.watched.lock().unwrap_or_else(PoisonError::into_inner) = stats;
+        self.set_status(status);
+    }
+
+    /// Reports, once per build, a model that failed or crashed while audio ran: the engine then
+    /// keeps the output aligned with the last mask or the unseparated mix, and the user must
+    /// know why the separation stopped.
+    fn report_fault(&self) {
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(stats) = watched.as_ref() else {
+            return;
+        };
+        let what = if stats.model_panicked() {
+            "crashed".to_string()
+        } else if stats.model_errors() > 0 {
+            format!("failed {} time(s)", stats.model_errors())
+        } else {
+            return;
+        };
+        let misses = stats.deadline_misses();
+        *watched = None;
+        drop(watched);
+        self.set_status(format!(
+            "fault: the model {what} during playback; the output stays aligned but falls back to \
+             the last mask or the unseparated mix ({misses} frames so far). Reload the model or \
+             re-activate the plugin."
+        ));
     }
 }
 
@@ -145,6 +178,7 @@ impl ModelLoader {
             factory,
             wanted,
             status,
+            watched: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -185,6 +219,7 @@ impl ModelLoader {
             control.generation
         };
         let outcome = build(&self.shared.factory, &key, &host, generation);
+        let stats = outcome.prepared.separator().map(Separator::stats);
         let (audio, builder) = hand_over_rings();
         let processor =
             DemixProcessor::new(host, outcome.prepared, audio, settings, fallback_latency);
@@ -194,7 +229,7 @@ impl ModelLoader {
             control.link = Some(builder);
         }
         drop(control);
-        self.shared.set_status(outcome.status);
+        self.shared.built(outcome.status, stats);
         processor
     }
 }
@@ -212,6 +247,7 @@ impl Drop for ModelLoader {
 fn run(shared: &Shared, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(POLL);
+        shared.report_fault();
         let retired = shared
             .control()
             .link
@@ -234,6 +270,7 @@ fn run(shared: &Shared, stop: &AtomicBool) {
         };
         if let Some((generation, host, key)) = job {
             let outcome = build(&shared.factory, &key, &host, generation);
+            let stats = outcome.prepared.separator().map(Separator::stats);
             let mut control = shared.control();
             if control.generation != generation {
                 continue;
@@ -247,7 +284,7 @@ fn run(shared: &Shared, stop: &AtomicBool) {
                 Ok(()) => {
                     control.built = Some(key);
                     drop(control);
-                    shared.set_status(outcome.status);
+                    shared.built(outcome.status, stats);
                 }
                 Err(refused) => {
                     drop(control);
@@ -345,5 +382,57 @@ mod tests {
         let processor = loader.activate(host, &MixSettings::default(), expected);
         assert!(processor.separator().is_none());
         assert_eq!(processor.latency(), expected);
+    }
+
+    /// Fails every inference call from its 20th frame on.
+    struct FailsMidStream(FixedMaskModel, usize);
+
+    impl SeparationModel for FailsMidStream {
+        fn spec(&self) -> &demix_dsp::ModelSpec {
+            self.0.spec()
+        }
+        fn push_frame(
+            &mut self,
+            features: &[f32],
+            sink: &mut dyn demix_dsp::ResultSink,
+        ) -> Result<(), demix_dsp::ModelError> {
+            self.1 += 1;
+            if self.1 >= 20 {
+                return Err(demix_dsp::ModelError("injected failure".into()));
+            }
+            self.0.push_frame(features, sink)
+        }
+        fn reset(&mut self) {
+            self.0.reset()
+        }
+    }
+
+    #[test]
+    fn a_model_failing_mid_stream_is_reported_in_the_status() {
+        let factory: ModelFactory = Arc::new(|_: &str| {
+            let spec = mask_spec(&["vocals", "drums", "bass", "other"], 512, 128, 1);
+            let model = FailsMidStream(FixedMaskModel::identity(spec, 0), 0);
+            Ok((Box::new(model) as _, "failing".to_string()))
+        });
+        let status = Arc::new(RwLock::new(String::new()));
+        let wanted = Box::new(|| BuildKey {
+            model_path: String::new(),
+            slack_hops: 1,
+        });
+        let loader = ModelLoader::spawn(factory, wanted, status.clone()).unwrap();
+        let host = HostConfig {
+            sample_rate: 48_000,
+            channels: 2,
+            max_block: 128,
+            realtime: true,
+        };
+        let mut processor = loader.activate(host, &MixSettings::default(), 0);
+        assert!(status.read().unwrap().starts_with("running: "));
+        pump_until(&mut processor, |_| {
+            status.read().unwrap().starts_with("fault: ")
+        });
+        let text = status.read().unwrap().clone();
+        assert!(text.contains("failed"), "{text}");
+        assert!(processor.separator().is_some(), "the engine keeps running");
     }
 }
