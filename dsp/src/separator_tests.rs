@@ -116,18 +116,42 @@ fn paced_misses(sep: &mut Separator, rate: u32, block: usize, blocks: usize) -> 
     sep.stats().deadline_misses()
 }
 
+/// A model that takes 1 ms per frame, like a real one: the worker cannot finish the frames of a
+/// host block within the call that analysed them.
+struct OneMillisecondPerFrame(FixedMaskModel);
+
+impl SeparationModel for OneMillisecondPerFrame {
+    fn spec(&self) -> &crate::model::ModelSpec {
+        self.0.spec()
+    }
+    fn push_frame(
+        &mut self,
+        features: &[f32],
+        sink: &mut dyn crate::model::ResultSink,
+    ) -> Result<(), crate::model::ModelError> {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        self.0.push_frame(features, sink)
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+}
+
 #[test]
 fn slack_covers_the_host_block_so_large_blocks_do_not_miss() {
-    // Sixteen hops (43 ms) of real compute time: plenty for this model even on a busy machine,
-    // but far shorter than one 8192-sample block (171 ms).
+    // Sixteen hops (43 ms) of compute slack: an 8192-sample block (171 ms, 59 frames of 1 ms)
+    // needs more, which only the block-aware constructor adds.
     let realtime = EngineConfig {
         compute_slack_hops: 16,
         deadline: DeadlinePolicy::RealTime,
     };
-    let spec = || mask_spec(&SOURCES, 512, 128, 0);
-    let mut sized =
-        Separator::with_max_block(Box::new(band_split(spec())), realtime, 48_000, 2, 8192).unwrap();
-    let mut unsized_ = Separator::new(Box::new(band_split(spec())), realtime, 48_000, 2).unwrap();
+    let model = || {
+        Box::new(OneMillisecondPerFrame(band_split(mask_spec(
+            &SOURCES, 512, 128, 0,
+        ))))
+    };
+    let mut sized = Separator::with_max_block(model(), realtime, 48_000, 2, 8192).unwrap();
+    let mut unsized_ = Separator::new(model(), realtime, 48_000, 2).unwrap();
     assert!(sized.latency() > unsized_.latency());
     assert_eq!(paced_misses(&mut sized, 48_000, 8192, 12), 0);
     assert!(paced_misses(&mut unsized_, 48_000, 8192, 12) > 0);
