@@ -629,7 +629,10 @@ fn latency_is_constant_and_reported_at_128_and_256_frame_buffers() {
         }
         let latency = *delays.iter().min().unwrap();
         let blocks = (latency - engine) / buffer;
-        assert!((1..=3).contains(&blocks), "{blocks} blocks in the ring");
+        // cpal runs demix's JACK input and output as two clients; when JACK orders the input
+        // client first in a cycle, the output callback already holds that cycle's input, so
+        // the ring adds no block at all. Either way the delay is whole blocks and constant.
+        assert!((0..=3).contains(&blocks), "{blocks} blocks in the ring");
         eprintln!(
             "end-to-end latency at 48 kHz, {buffer}-frame buffers: {latency} frames = {:.2} ms (engine {engine} + {blocks} x {buffer}); demix reported {:.2} ms; {changes} change(s) after host xruns ({} reported by JACK): {delays:?}",
             latency as f64 * 1000.0 / RATE as f64,
