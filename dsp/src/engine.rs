@@ -323,17 +323,10 @@ impl Engine {
     /// Real-time safe with [`DeadlinePolicy::RealTime`]: no allocation, lock, system call or
     /// wait. With [`DeadlinePolicy::Wait`] it waits for the worker.
     pub fn process(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) {
-        let len = input.first().map_or(0, |c| c.len());
-        let usable = input.len() == self.channels
-            && output.len() == self.sources * self.channels
-            && input.iter().all(|c| c.len() == len)
-            && output.iter().all(|c| c.len() == len);
-        if !usable {
-            for out in output.iter_mut() {
-                out.fill(0.0);
-            }
+        let Some(len) = block_len(input, output, self.channels, self.sources * self.channels)
+        else {
             return;
-        }
+        };
         let mut pos = 0;
         while pos < len {
             let take = (len - pos).min(self.n_fft - self.input_fill);
@@ -659,6 +652,29 @@ impl Engine {
         }
         self.read_pos = 0;
     }
+}
+
+/// The length of a block whose `input` has `channels` slices and `output` has `lanes` slices,
+/// all of one length; for any other shape the output is silenced and `None` returned.
+/// Real-time safe.
+pub(crate) fn block_len(
+    input: &[&[f32]],
+    output: &mut [&mut [f32]],
+    channels: usize,
+    lanes: usize,
+) -> Option<usize> {
+    let len = input.first().map_or(0, |c| c.len());
+    let usable = input.len() == channels
+        && output.len() == lanes
+        && input.iter().all(|c| c.len() == len)
+        && output.iter().all(|c| c.len() == len);
+    if !usable {
+        for out in output.iter_mut() {
+            out.fill(0.0);
+        }
+        return None;
+    }
+    Some(len)
 }
 
 /// Reads a host sample safely: NaN, ±Inf and subnormals become 0, absurd values are clamped to

@@ -5,7 +5,7 @@
 use rubato::{FftFixedInOut, Resampler};
 
 use crate::delay::DelayLine;
-use crate::engine::{sanitize, Engine, EngineConfig, EngineError, StatsHandle};
+use crate::engine::{block_len, sanitize, Engine, EngineConfig, EngineError, StatsHandle};
 use crate::model::{ModelSpec, SeparationModel};
 
 /// Most sources a separator handles (its audio-thread buffers are fixed arrays).
@@ -191,18 +191,9 @@ impl Separator {
             self.engine.process(input, output);
             return;
         };
-        let len = input.first().map_or(0, |c| c.len());
-        let lanes = conv.host_out.len();
-        let usable = input.len() == conv.host_in.len()
-            && output.len() == lanes
-            && input.iter().all(|c| c.len() == len)
-            && output.iter().all(|c| c.len() == len);
-        if !usable {
-            for out in output.iter_mut() {
-                out.fill(0.0);
-            }
+        let Some(len) = block_len(input, output, conv.host_in.len(), conv.host_out.len()) else {
             return;
-        }
+        };
         let mut pos = 0;
         while pos < len {
             let take = (len - pos).min(conv.chunk - conv.fill);
