@@ -74,8 +74,6 @@ pub struct EngineStats {
     pub frames: AtomicU64,
     /// Frames whose result was not there in time (or failed) and used the fallback.
     pub deadline_misses: AtomicU64,
-    /// Results that contained NaN/Inf and were discarded.
-    pub invalid_results: AtomicU64,
 }
 
 /// A read-only view of an engine's counters, shareable with other threads.
@@ -96,7 +94,7 @@ impl StatsHandle {
     }
     /// Results discarded for NaN/Inf.
     pub fn invalid_results(&self) -> u64 {
-        self.engine.invalid_results.load(Ordering::Relaxed)
+        self.worker.invalid_results.load(Ordering::Relaxed)
     }
     /// Inference calls that failed.
     pub fn model_errors(&self) -> u64 {
@@ -144,9 +142,13 @@ pub struct Engine {
     /// `[source][channel][hop]` finished samples and the read position in them.
     ready_samples: Vec<f32>,
     read_pos: usize,
-    /// The mask in use, `[source][channel][bins]`, kept for reuse at a missed deadline.
-    mask: Vec<f32>,
-    has_mask: bool,
+    /// The job holding the mask in use (`[source][channel][bins]`, conditioned by the worker),
+    /// kept for reuse at a missed deadline.
+    mask_job: Option<Job>,
+    /// Jobs in the pool, wherever they are.
+    pool: usize,
+    /// The frame whose sources are being resynthesised during the current hop.
+    synthesis: Synthesis,
     next_frame: u64,
     /// First frame index after the last reset; earlier frames are never synthesised.
     first_frame: u64,
@@ -154,6 +156,32 @@ pub struct Engine {
     returned_jobs: VecDeque<Job>,
     worker: WorkerHandle,
     stats: Arc<EngineStats>,
+}
+
+/// The frame resynthesised during the current hop, its result, and how many source lanes are
+/// done.
+#[derive(Default)]
+struct Synthesis {
+    frame: Option<u64>,
+    begun: bool,
+    usable: bool,
+    lanes_done: usize,
+    job: Option<Job>,
+}
+
+impl Synthesis {
+    /// Starts on `frame`: nothing taken, no lane done.
+    fn open(&mut self, frame: u64) {
+        *self = Self {
+            frame: Some(frame),
+            ..Self::default()
+        };
+    }
+
+    /// Ends the current frame and hands back its job for reuse.
+    fn close(&mut self) -> Option<Job> {
+        std::mem::take(self).job
+    }
 }
 
 impl Engine {
@@ -241,8 +269,9 @@ impl Engine {
             overlap: vec![0.0; sources * channels * n_fft],
             ready_samples: vec![0.0; sources * channels * hop],
             read_pos: 0,
-            mask: vec![0.0; sources * spec.channels * spec.bins],
-            has_mask: false,
+            mask_job: None,
+            pool,
+            synthesis: Synthesis::default(),
             next_frame: 0,
             first_frame: 0,
             free_jobs,
@@ -293,6 +322,9 @@ impl Engine {
     /// Real-time safe. The model keeps its recurrent state; frames sent before the reset are
     /// discarded when they come back.
     pub fn reset(&mut self) {
+        if let Some(job) = self.synthesis.close() {
+            self.free_jobs.push(job);
+        }
         self.drain_returned();
         while let Some(job) = self.returned_jobs.pop_front() {
             self.free_jobs.push(job);
@@ -309,7 +341,9 @@ impl Engine {
         self.overlap.fill(0.0);
         self.ready_samples.fill(0.0);
         self.read_pos = 1;
-        self.has_mask = false;
+        if let Some(job) = self.mask_job.take() {
+            self.free_jobs.push(job);
+        }
         // Frame indices keep increasing across resets so stale results are recognised.
         self.next_frame += self.delay_frames as u64 + 1;
         self.first_frame = self.next_frame;
@@ -348,6 +382,8 @@ impl Engine {
             if completes_frame {
                 self.run_hop();
                 self.emit(output, pos + before, 1);
+            } else {
+                self.synthesise_ahead();
             }
             pos += take;
         }
@@ -364,6 +400,8 @@ impl Engine {
         self.read_pos += count;
     }
 
+    /// The end of a hop: analyses the completed frame, finishes the resynthesis of the frame
+    /// `delay_frames` earlier (whose deadline this is), and opens the next hop's resynthesis.
     fn run_hop(&mut self) {
         let frame = self.next_frame;
         self.next_frame += 1;
@@ -375,10 +413,57 @@ impl Engine {
                 .copy_within(ch * n_fft + self.hop..(ch + 1) * n_fft, ch * n_fft);
         }
         self.input_fill = n_fft - self.hop;
-        if frame >= self.first_frame + self.delay_frames as u64 {
-            self.synthesise(frame - self.delay_frames as u64);
+        if let Some(due) = self.frame_due_at_end_of(frame) {
+            if self.synthesis.frame != Some(due) {
+                self.synthesis.open(due);
+            }
+            self.begin_synthesis();
+            self.synthesise_lanes(self.sources * self.channels);
+            if let Some(job) = self.synthesis.close() {
+                self.free_jobs.push(job);
+            }
         }
         self.shift_out_hop();
+        if let Some(next) = self.frame_due_at_end_of(self.next_frame) {
+            self.synthesis.open(next);
+        }
+    }
+
+    /// The frame whose output is due when frame `frame` completes: `delay_frames` earlier, and
+    /// none before the first frame since the last reset.
+    fn frame_due_at_end_of(&self, frame: u64) -> Option<u64> {
+        let delay = self.delay_frames as u64;
+        (frame >= self.first_frame + delay).then(|| frame - delay)
+    }
+
+    /// Spreads the open frame's resynthesis over the hop in real time: once its result is back,
+    /// each call resynthesises the share of the source lanes that the hop's progress calls for,
+    /// so no single block pays for the whole hop. Offline (`Wait`) everything happens at the end
+    /// of the hop, as the result may not exist before then.
+    fn synthesise_ahead(&mut self) {
+        if self.config.deadline != DeadlinePolicy::RealTime || self.synthesis.frame.is_none() {
+            return;
+        }
+        if !self.synthesis.begun {
+            let Some(frame) = self.synthesis.frame else {
+                return;
+            };
+            if !self.result_is_back(frame) {
+                return;
+            }
+            self.begin_synthesis();
+        }
+        // Every lane is done by three quarters of the hop, leaving the block that ends the hop
+        // only the analysis.
+        let progress = self.input_fill - (self.n_fft - self.hop);
+        let lanes = self.sources * self.channels;
+        self.synthesise_lanes((lanes * progress * 4 / (self.hop * 3)).min(lanes));
+    }
+
+    /// Whether the worker has returned `frame`'s result (without waiting).
+    fn result_is_back(&mut self, frame: u64) -> bool {
+        self.drain_returned();
+        self.returned_jobs.iter().any(|job| job.frame >= frame)
     }
 
     /// STFT of the newest frame into the spectrum ring, and its features to the worker.
@@ -424,7 +509,8 @@ impl Engine {
                 FeatureKind::Magnitude => {
                     let part = &mut job.features[model_ch * bins..(model_ch + 1) * bins];
                     for (bin, dst) in part.iter_mut().enumerate() {
-                        *dst = mix_bin(model_ch, bin).norm();
+                        let z = mix_bin(model_ch, bin);
+                        *dst = (z.re * z.re + z.im * z.im).sqrt();
                     }
                 }
                 FeatureKind::Complex => {
@@ -470,8 +556,9 @@ impl Engine {
                 self.returned_jobs.push_front(job);
                 return None;
             }
-            let in_flight =
-                self.free_jobs.len() + self.returned_jobs.len() < self.free_jobs.capacity().max(1);
+            let held =
+                usize::from(self.mask_job.is_some()) + usize::from(self.synthesis.job.is_some());
+            let in_flight = self.free_jobs.len() + self.returned_jobs.len() + held < self.pool;
             if self.config.deadline == DeadlinePolicy::RealTime
                 || self.worker.is_dead()
                 || !in_flight
@@ -482,60 +569,68 @@ impl Engine {
         }
     }
 
-    /// Applies `frame`'s result to its spectrum and overlap-adds every source.
-    fn synthesise(&mut self, frame: u64) {
-        let job = self.take_result(frame);
-        let usable = match &job {
-            Some(job) if job.ok => {
-                let finite = job.result.iter().all(|v| v.is_finite());
-                if !finite {
-                    self.stats.invalid_results.fetch_add(1, Ordering::Relaxed);
-                }
-                finite
-            }
-            _ => false,
+    /// Takes the open frame's result (waiting for it under [`DeadlinePolicy::Wait`]), counts a
+    /// miss when it is missing or invalid, and updates the mask in use.
+    fn begin_synthesis(&mut self) {
+        let Some(frame) = self.synthesis.frame else {
+            return;
         };
+        if self.synthesis.begun {
+            return;
+        }
+        let mut job = self.take_result(frame);
+        let usable = job.as_ref().is_some_and(|job| job.ok);
         if !usable {
             self.stats.deadline_misses.fetch_add(1, Ordering::Relaxed);
         }
-        let result = if usable {
-            job.as_ref().map(|j| &j.result[..])
-        } else {
-            None
-        };
-        if let (Some(result), ResultKind::Mask) = (result, self.spec.result) {
-            self.mask.copy_from_slice(result);
-            self.normalise_mask();
-            self.has_mask = true;
-        }
-        let slot = self.slot(frame);
-        for ch in 0..self.channels {
-            for src in 0..self.sources {
-                self.source_spectrum_for(slot, ch, src, result);
-                let spectrum = &mut self.source_spectrum;
-                // A real inverse FFT needs real DC and Nyquist bins.
-                spectrum[0].im = 0.0;
-                spectrum[self.full_bins - 1].im = 0.0;
-                let _ = self.ifft.process_with_scratch(
-                    spectrum,
-                    &mut self.time_frame,
-                    &mut self.ifft_scratch,
-                );
-                let scale = 1.0 / self.n_fft as f32;
-                let lane = src * self.channels + ch;
-                let acc = &mut self.overlap[lane * self.n_fft..(lane + 1) * self.n_fft];
-                for ((a, &x), &w) in acc
-                    .iter_mut()
-                    .zip(&self.time_frame)
-                    .zip(&self.synthesis_window)
-                {
-                    *a += x * w * scale;
-                }
+        if usable && self.spec.result == ResultKind::Mask {
+            // The new mask replaces the one in use; no copy.
+            if let Some(old) = std::mem::replace(&mut self.mask_job, job.take()) {
+                self.free_jobs.push(old);
             }
         }
-        if let Some(job) = job {
-            self.free_jobs.push(job);
+        self.synthesis.begun = true;
+        self.synthesis.usable = usable;
+        self.synthesis.job = job;
+    }
+
+    /// Applies the open frame's result to its spectrum and overlap-adds source lanes (lane =
+    /// source · channels + channel) until `until` of them are done.
+    fn synthesise_lanes(&mut self, until: usize) {
+        let Some(frame) = self.synthesis.frame else {
+            return;
+        };
+        let slot = self.slot(frame);
+        let job = self.synthesis.job.take();
+        let result = job
+            .as_ref()
+            .filter(|_| self.synthesis.usable)
+            .map(|j| &j.result[..]);
+        while self.synthesis.lanes_done < until {
+            let lane = self.synthesis.lanes_done;
+            let (src, ch) = (lane / self.channels, lane % self.channels);
+            self.source_spectrum_for(slot, ch, src, result);
+            let spectrum = &mut self.source_spectrum;
+            // A real inverse FFT needs real DC and Nyquist bins.
+            spectrum[0].im = 0.0;
+            spectrum[self.full_bins - 1].im = 0.0;
+            let _ = self.ifft.process_with_scratch(
+                spectrum,
+                &mut self.time_frame,
+                &mut self.ifft_scratch,
+            );
+            let scale = 1.0 / self.n_fft as f32;
+            let acc = &mut self.overlap[lane * self.n_fft..(lane + 1) * self.n_fft];
+            for ((a, &x), &w) in acc
+                .iter_mut()
+                .zip(&self.time_frame)
+                .zip(&self.synthesis_window)
+            {
+                *a += x * w * scale;
+            }
+            self.synthesis.lanes_done += 1;
         }
+        self.synthesis.job = job;
     }
 
     /// Writes source `src`'s spectrum for channel `ch` of the frame in `slot` into
@@ -555,9 +650,9 @@ impl Engine {
         whole_mix_or_nothing(&mut out[bins..], &mix[bins..]);
         match self.spec.result {
             ResultKind::Mask => {
-                if self.has_mask {
+                if let Some(mask) = self.mask_job.as_ref().map(|job| &job.result[..]) {
                     let model_channels = self.spec.channels;
-                    let lane = |mc: usize| &self.mask[(src * model_channels + mc) * bins..][..bins];
+                    let lane = |mc: usize| &mask[(src * model_channels + mc) * bins..][..bins];
                     if model_channels == self.channels || model_channels == 1 {
                         let mask = lane(if model_channels == 1 { 0 } else { ch });
                         for ((o, &x), &m) in out[..bins].iter_mut().zip(&mix[..bins]).zip(mask) {
@@ -610,35 +705,6 @@ impl Engine {
                     }
                 }
             },
-        }
-    }
-
-    /// Clamps masks to 0..1 and, when the spec asks for it, divides them by their sum per bin;
-    /// a bin no source claims goes to the fallback source.
-    fn normalise_mask(&mut self) {
-        let bins = self.spec.bins;
-        let lanes = self.spec.channels * bins;
-        for v in self.mask.iter_mut() {
-            *v = v.clamp(0.0, 1.0);
-        }
-        if !self.spec.renormalize_masks {
-            return;
-        }
-        for i in 0..lanes {
-            let sum: f32 = (0..self.sources).map(|s| self.mask[s * lanes + i]).sum();
-            if sum > 1e-8 {
-                for s in 0..self.sources {
-                    self.mask[s * lanes + i] /= sum;
-                }
-            } else {
-                for s in 0..self.sources {
-                    self.mask[s * lanes + i] = if s == self.spec.fallback_source {
-                        1.0
-                    } else {
-                        0.0
-                    };
-                }
-            }
         }
     }
 

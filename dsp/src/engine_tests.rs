@@ -367,3 +367,47 @@ fn stereo_spectrum_model_on_mono_audio_averages_its_channels() {
     spec.channels = 1;
     assert!(Engine::with_channels(Box::new(HalfSpectrum(spec)), offline(), 2).is_err());
 }
+
+#[test]
+fn real_time_resynthesis_is_spread_over_the_hop_and_matches_offline() {
+    let input = noise(44_100, 11);
+    let spec = mask_spec(&SOURCES, 2048, 512, 1);
+    let mut offline_engine = Engine::new(Box::new(band_split(spec.clone())), offline()).unwrap();
+    let expected = run(&mut offline_engine, &input, &[64]);
+    let config = EngineConfig {
+        deadline: DeadlinePolicy::RealTime,
+        ..offline()
+    };
+    let mut engine = Engine::new(Box::new(band_split(spec)), config).unwrap();
+    let lanes = engine.sources() * engine.channels();
+    let mut out = vec![vec![0.0f32; input[0].len()]; lanes];
+    let mut lanes_done_before_hop_end = Vec::new();
+    for start in (0..input[0].len()).step_by(64) {
+        let end = (start + 64).min(input[0].len());
+        let ins: Vec<&[f32]> = input.iter().map(|c| &c[start..end]).collect();
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[start..end]).collect();
+        engine.process(&ins, &mut outs);
+        lanes_done_before_hop_end.push(engine.synthesis.lanes_done);
+        // Like a host whose worker keeps up: every frame sent is back before the next block.
+        while engine.worker.stats.frames.load(Ordering::Relaxed) < engine.stats().frames() {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    assert_eq!(engine.stats().deadline_misses(), 0);
+    for (lane, (got, want)) in out.iter().zip(&expected).enumerate() {
+        let err = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-6, "lane {lane}: max difference {err}");
+    }
+    // With 8 blocks per hop, blocks inside the hop resynthesise a few lanes each, and all lanes
+    // are done before the block that ends the hop.
+    let steps: Vec<usize> = lanes_done_before_hop_end[200..208].to_vec();
+    assert!(steps.contains(&lanes), "lanes done per block: {steps:?}");
+    assert!(
+        steps.iter().filter(|&&n| n > 0 && n < lanes).count() >= 4,
+        "lanes done per block: {steps:?}"
+    );
+}

@@ -24,18 +24,36 @@ pub struct Separator {
     conversion: Option<RateConversion>,
 }
 
-/// Fixed-size chunks through an FFT resampler pair: `chunk` host samples become `model_chunk`
-/// model samples, are separated, and come back as `chunk` host samples per stem.
+/// Fixed-size chunks through FFT resamplers: `chunk` host samples become `model_chunk` model
+/// samples, are separated, and come back as `chunk` host samples per stem.
+///
+/// The work is pipelined over chunk periods so that every host block does an even share of it
+/// and none pays for a whole chunk: while chunk `c` arrives, chunk `c − 1` (resampled when it
+/// completed) is fed to the engine in step with the arriving samples, and the stems of chunk
+/// `c − 2` are resampled back one lane at a time; they play while chunk `c + 1` arrives. This
+/// costs two chunks of latency over resampling everything when a chunk completes.
 struct RateConversion {
     chunk: usize,
+    model_chunk: usize,
     to_model: FftFixedInOut<f32>,
-    to_host: FftFixedInOut<f32>,
+    /// One resampler per stem lane, so lanes can be resampled in different blocks.
+    to_host: Vec<FftFixedInOut<f32>>,
+    /// The chunk arriving now, filled up to `fill`.
     host_in: Vec<Vec<f32>>,
     fill: usize,
+    /// The previous chunk at the model rate, fed to the engine up to `fed` (when `feeding`).
     model_in: Vec<Vec<f32>>,
+    fed: usize,
+    feeding: bool,
+    /// The engine's stems for `model_in`.
     model_out: Vec<Vec<f32>>,
+    /// The engine's stems for the chunk before, resampled lane by lane into `next_host_out`.
+    model_done: Vec<Vec<f32>>,
+    lanes_resampled: usize,
     /// Model-rate padding that makes the model-domain delay a whole number of host samples.
     pads: Vec<DelayLine>,
+    next_host_out: Vec<Vec<f32>>,
+    /// The stems playing now, read from `read_pos`.
     host_out: Vec<Vec<f32>>,
     read_pos: usize,
 }
@@ -110,28 +128,39 @@ impl Separator {
         };
         let to_model =
             FftFixedInOut::new(host, model, chunk, host_channels).map_err(resampler_error)?;
-        let to_host =
-            FftFixedInOut::new(model, host, model_chunk, lanes).map_err(resampler_error)?;
+        let to_host = (0..lanes)
+            .map(|_| FftFixedInOut::new(model, host, model_chunk, 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(resampler_error)?;
         debug_assert_eq!(to_model.input_frames_next(), chunk);
-        debug_assert_eq!(to_host.input_frames_next(), model_chunk);
+        debug_assert_eq!(to_host[0].input_frames_next(), model_chunk);
         // Model-domain delay: the input resampler's, the engine's, and padding up to a multiple
         // of `model_unit`, which maps to a whole number of host samples.
         let model_delay = to_model.output_delay() + engine.latency();
         let pad = (model_unit - model_delay % model_unit) % model_unit;
         let model_delay_in_host = (model_delay + pad) / model_unit * host_unit;
-        let latency = (chunk - 1) + model_delay_in_host + to_host.output_delay();
-        let conversion = RateConversion {
+        // A chunk fills (chunk − 1 samples of wait for its first sample), is separated during the
+        // next chunk period, resampled back during the one after, and plays during the third.
+        let latency = (chunk - 1) + 2 * chunk + model_delay_in_host + to_host[0].output_delay();
+        let mut conversion = RateConversion {
             chunk,
+            model_chunk,
             host_in: vec![vec![0.0; chunk]; host_channels],
             fill: 0,
             model_in: vec![vec![0.0; model_chunk]; host_channels],
+            fed: 0,
+            feeding: false,
             model_out: vec![vec![0.0; model_chunk]; lanes],
+            model_done: vec![vec![0.0; model_chunk]; lanes],
+            lanes_resampled: 0,
             pads: (0..lanes).map(|_| DelayLine::new(pad)).collect(),
+            next_host_out: vec![vec![0.0; chunk]; lanes],
             host_out: vec![vec![0.0; chunk]; lanes],
-            read_pos: 1,
+            read_pos: 0,
             to_model,
             to_host,
         };
+        conversion.reset();
         Ok(Self {
             engine,
             host_rate,
@@ -205,8 +234,10 @@ impl Separator {
             let before = if completes { take - 1 } else { take };
             conv.emit(output, pos, before);
             if completes {
-                conv.run_chunk(&mut self.engine);
+                conv.finish_chunk(&mut self.engine);
                 conv.emit(output, pos + before, 1);
+            } else {
+                conv.work_ahead(&mut self.engine);
             }
             pos += take;
         }
@@ -224,7 +255,28 @@ impl RateConversion {
         self.read_pos += count;
     }
 
-    fn run_chunk(&mut self, engine: &mut Engine) {
+    /// Does the share of the pipelined work that the current chunk's progress calls for.
+    fn work_ahead(&mut self, engine: &mut Engine) {
+        self.feed_engine(engine, self.model_chunk * self.fill / self.chunk);
+        let lanes = self.model_done.len();
+        // All lanes are done by three quarters of the period, leaving the block that completes
+        // the chunk little besides its own resampling.
+        self.resample_lanes((lanes * self.fill * 4 / (self.chunk * 3)).min(lanes));
+    }
+
+    /// The current chunk is complete: finishes the pipelined work, puts the resampled stems on
+    /// to play, and moves every stage on by one chunk.
+    fn finish_chunk(&mut self, engine: &mut Engine) {
+        self.feed_engine(engine, self.model_chunk);
+        self.resample_lanes(self.model_done.len());
+        std::mem::swap(&mut self.host_out, &mut self.next_host_out);
+        self.read_pos = 0;
+        std::mem::swap(&mut self.model_done, &mut self.model_out);
+        self.lanes_resampled = if self.feeding {
+            0
+        } else {
+            self.model_done.len()
+        };
         self.fill = 0;
         for fifo in self.host_in.iter_mut() {
             for x in fifo.iter_mut() {
@@ -235,33 +287,56 @@ impl RateConversion {
         let _ = self
             .to_model
             .process_into_buffer(&self.host_in, &mut self.model_in, None);
+        self.fed = 0;
+        self.feeding = true;
+    }
+
+    /// Runs the engine over `model_in[fed..until]`.
+    fn feed_engine(&mut self, engine: &mut Engine, until: usize) {
+        if until <= self.fed {
+            return;
+        }
+        let range = self.fed..until;
         let mut inputs: [&[f32]; 2] = [&[], &[]];
         for (slot, channel) in inputs.iter_mut().zip(&self.model_in) {
-            *slot = channel;
+            *slot = &channel[range.clone()];
         }
         let lanes = self.model_out.len();
         let mut outputs: [&mut [f32]; MAX_LANES] = Default::default();
         for (slot, lane) in outputs.iter_mut().zip(self.model_out.iter_mut()) {
-            *slot = lane;
+            *slot = &mut lane[range.clone()];
         }
         engine.process(&inputs[..self.model_in.len()], &mut outputs[..lanes]);
-        for (lane, pad) in self.model_out.iter_mut().zip(self.pads.iter_mut()) {
-            pad.process(lane);
-        }
-        let _ = self
-            .to_host
-            .process_into_buffer(&self.model_out, &mut self.host_out, None);
-        self.read_pos = 0;
+        self.fed = until;
     }
 
+    /// Pads and resamples stem lanes of `model_done` until `until` of them are done.
+    fn resample_lanes(&mut self, until: usize) {
+        while self.lanes_resampled < until {
+            let lane = self.lanes_resampled;
+            self.pads[lane].process(&mut self.model_done[lane]);
+            let _ = self.to_host[lane].process_into_buffer(
+                &self.model_done[lane..lane + 1],
+                &mut self.next_host_out[lane..lane + 1],
+                None,
+            );
+            self.lanes_resampled += 1;
+        }
+    }
+
+    /// Back to silence: nothing to feed or resample until the first chunk is complete.
     fn reset(&mut self) {
         self.to_model.reset();
-        self.to_host.reset();
+        for resampler in self.to_host.iter_mut() {
+            resampler.reset();
+        }
         for buffer in self
             .host_in
             .iter_mut()
             .chain(self.model_in.iter_mut())
             .chain(self.model_out.iter_mut())
+            .chain(self.model_done.iter_mut())
+            .chain(self.next_host_out.iter_mut())
             .chain(self.host_out.iter_mut())
         {
             buffer.fill(0.0);
@@ -270,6 +345,9 @@ impl RateConversion {
             pad.reset();
         }
         self.fill = 0;
+        self.fed = self.model_chunk;
+        self.feeding = false;
+        self.lanes_resampled = self.model_done.len();
         self.read_pos = 1;
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::model::{ResultSink, SeparationModel};
+use crate::model::{ModelSpec, ResultKind, ResultSink, SeparationModel};
 
 /// One frame's round trip: features out to the worker, the model's result back.
 /// Allocated once at set-up and recycled forever.
@@ -19,9 +19,10 @@ pub struct Job {
     pub frame: u64,
     /// The frame's features (`spec.feature_len()` values).
     pub features: Vec<f32>,
-    /// The model's result (`spec.result_len()` values), valid when `ok`.
+    /// The model's result (`spec.result_len()` values), valid when `ok`; masks come back
+    /// clamped to 0..1 and, when the spec asks for it, renormalised to sum to one per bin.
     pub result: Vec<f32>,
-    /// Whether the model produced a result for this frame.
+    /// Whether the model produced a finite result for this frame.
     pub ok: bool,
 }
 
@@ -32,6 +33,8 @@ pub struct WorkerStats {
     pub frames: AtomicU64,
     /// Inference calls that returned an error.
     pub errors: AtomicU64,
+    /// Results that contained NaN/Inf and were discarded.
+    pub invalid_results: AtomicU64,
     /// Nanoseconds spent inside the model.
     pub busy_nanos: AtomicU64,
     /// Set when the model panicked; the worker then stops and every later frame falls back.
@@ -92,22 +95,99 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Matches emitted results to the oldest pending jobs and sends them back.
+/// Matches emitted results to the oldest pending jobs, checks and conditions them, and sends
+/// them back.
 struct Pending<'a> {
     waiting: &'a mut VecDeque<Job>,
     done: &'a mut VecDeque<Job>,
-    result_len: usize,
+    conditioning: &'a mut Conditioning,
+    stats: &'a WorkerStats,
 }
 
 impl ResultSink for Pending<'_> {
     fn emit(&mut self, result: &[f32]) {
         if let Some(mut job) = self.waiting.pop_front() {
-            let ok = result.len() == self.result_len;
+            let mut ok = result.len() == job.result.len();
             if ok {
                 job.result.copy_from_slice(result);
+                ok = self.conditioning.apply(&mut job.result);
+                if !ok {
+                    self.stats.invalid_results.fetch_add(1, Ordering::Relaxed);
+                }
             }
             job.ok = ok;
             self.done.push_back(job);
+        }
+    }
+}
+
+/// What the worker does to a result before the audio thread sees it, so the audio thread only
+/// applies it: rejects non-finite values and, for masks, clamps them to 0..1 and renormalises.
+struct Conditioning {
+    masks: bool,
+    renormalize: bool,
+    fallback_source: usize,
+    sources: usize,
+    /// Per model channel and bin: the sum of the sources' masks.
+    sums: Vec<f32>,
+}
+
+impl Conditioning {
+    fn new(spec: &ModelSpec) -> Self {
+        Self {
+            masks: spec.result == ResultKind::Mask,
+            renormalize: spec.renormalize_masks,
+            fallback_source: spec.fallback_source,
+            sources: spec.sources.len(),
+            sums: vec![0.0; spec.channels * spec.bins],
+        }
+    }
+
+    /// Conditions `result` in place; false when it holds NaN or Inf (it is then unusable).
+    fn apply(&mut self, result: &mut [f32]) -> bool {
+        if !result.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        if self.masks {
+            normalise_masks(
+                result,
+                &mut self.sums,
+                self.sources,
+                self.renormalize,
+                self.fallback_source,
+            );
+        }
+        true
+    }
+}
+
+/// Clamps `masks` (`[source][lane]`, `sums.len()` lanes per source) to 0..1 and, with
+/// `renormalize`, divides them by their sum per lane; a lane no source claims goes to
+/// `fallback_source`.
+fn normalise_masks(
+    masks: &mut [f32],
+    sums: &mut [f32],
+    sources: usize,
+    renormalize: bool,
+    fallback_source: usize,
+) {
+    for v in masks.iter_mut() {
+        *v = v.clamp(0.0, 1.0);
+    }
+    if !renormalize || sources == 0 {
+        return;
+    }
+    let lanes = sums.len();
+    sums.fill(0.0);
+    for source in masks.chunks_exact(lanes) {
+        for (sum, &m) in sums.iter_mut().zip(source) {
+            *sum += m;
+        }
+    }
+    for (s, source) in masks.chunks_exact_mut(lanes).enumerate() {
+        let unclaimed = if s == fallback_source { 1.0 } else { 0.0 };
+        for (m, &sum) in source.iter_mut().zip(sums.iter()) {
+            *m = if sum > 1e-8 { *m / sum } else { unclaimed };
         }
     }
 }
@@ -119,7 +199,7 @@ fn run_worker(
     stats: &WorkerStats,
     stop: &AtomicBool,
 ) {
-    let result_len = model.spec().result_len();
+    let mut conditioning = Conditioning::new(model.spec());
     let mut features = vec![0.0f32; model.spec().feature_len()];
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut done: VecDeque<Job> = VecDeque::new();
@@ -153,7 +233,8 @@ fn run_worker(
             let mut sink = Pending {
                 waiting: &mut waiting,
                 done: &mut done,
-                result_len,
+                conditioning: &mut conditioning,
+                stats,
             };
             model.push_frame(&features, &mut sink)
         }));

@@ -257,6 +257,17 @@ impl Ramp {
         }
         self.current
     }
+
+    /// Writes the next `out.len()` values; a settled ramp writes a constant.
+    fn fill(&mut self, out: &mut [f32]) {
+        if self.remaining == 0 {
+            out.fill(self.current);
+            return;
+        }
+        for v in out.iter_mut() {
+            *v = self.next();
+        }
+    }
 }
 
 /// Delays the dry signal by a latency that may change at a separator swap, up to a fixed
@@ -370,6 +381,13 @@ pub struct DemixProcessor {
     /// 1 while the stems are valid, 0 in bypass and while a new separator warms up.
     engine_on: Ramp,
     warmup: usize,
+    /// Per-sample curves of the current chunk: `[slot][max_block]` gains, then the engine-on
+    /// factor, the wet factor (already times engine-on), the trim, and the stem mix.
+    gain_curves: Vec<f32>,
+    on_curve: Vec<f32>,
+    wet_curve: Vec<f32>,
+    trim_curve: Vec<f32>,
+    mix: Vec<f32>,
 }
 
 impl DemixProcessor {
@@ -410,6 +428,11 @@ impl DemixProcessor {
             trim: Ramp::new(settings.trim.max(0.0), ramp),
             engine_on: Ramp::new(engine_on, ramp),
             warmup: 0,
+            gain_curves: vec![0.0; SLOTS * host.max_block],
+            on_curve: vec![0.0; host.max_block],
+            wet_curve: vec![0.0; host.max_block],
+            trim_curve: vec![0.0; host.max_block],
+            mix: vec![0.0; host.max_block],
             host,
         }
     }
@@ -555,9 +578,10 @@ impl DemixProcessor {
             separator.process(&inputs[..channels], &mut outputs[..lanes]);
         }
 
+        // Parameter curves first, then whole-chunk loops over the stems (they vectorise).
         let running = prepared.separator.is_some();
-        let sources = prepared.slot_of_source.len();
-        for i in 0..len {
+        let on = &mut self.on_curve[..len];
+        for v in on.iter_mut() {
             let on_target = if running && !bypass && self.warmup == 0 {
                 1.0
             } else {
@@ -565,27 +589,60 @@ impl DemixProcessor {
             };
             self.warmup = self.warmup.saturating_sub(1);
             self.engine_on.set_target(on_target);
-            let on = self.engine_on.next();
-            let gains: [f32; SLOTS] = std::array::from_fn(|k| self.gains[k].next());
-            let wet = self.wet.next() * on;
-            let trim = self.trim.next();
-            for (ch, out) in main.iter_mut().enumerate() {
-                let dry = self.dry[ch * stride + i];
-                let mut mix = 0.0;
-                for (s, &slot) in prepared.slot_of_source.iter().enumerate() {
-                    mix += gains[slot] * prepared.stems[(s * channels + ch) * stride + i];
+            *v = self.engine_on.next();
+        }
+        for (ramp, curve) in self
+            .gains
+            .iter_mut()
+            .zip(self.gain_curves.chunks_mut(stride))
+        {
+            ramp.fill(&mut curve[..len]);
+        }
+        let wet = &mut self.wet_curve[..len];
+        self.wet.fill(wet);
+        for (w, &o) in wet.iter_mut().zip(on.iter()) {
+            *w *= o;
+        }
+        let trim = &mut self.trim_curve[..len];
+        self.trim.fill(trim);
+        let stem = |s: usize, ch: usize| &prepared.stems[(s * channels + ch) * stride..][..len];
+        let gain = |slot: usize| &self.gain_curves[slot * stride..][..len];
+        let mix = &mut self.mix[..len];
+        for (ch, out) in main.iter_mut().enumerate() {
+            mix.fill(0.0);
+            for (s, &slot) in prepared.slot_of_source.iter().enumerate() {
+                for ((m, &x), &g) in mix.iter_mut().zip(stem(s, ch)).zip(gain(slot)) {
+                    *m += g * x;
                 }
-                out[offset + i] = flush(trim * (dry + wet * (mix - dry)));
             }
-            for (k, bus) in aux.iter_mut().enumerate().take(SLOTS) {
-                let gain = gains[k] * on;
-                for (out_ch, out) in bus.iter_mut().enumerate() {
-                    let ch = out_ch.min(channels - 1);
-                    let mut sum = 0.0;
-                    for s in (0..sources).filter(|&s| prepared.slot_of_source[s] == k) {
-                        sum += prepared.stems[(s * channels + ch) * stride + i];
+            let dry = &self.dry[ch * stride..][..len];
+            for ((((o, &m), &d), &w), &t) in out[offset..offset + len]
+                .iter_mut()
+                .zip(mix.iter())
+                .zip(dry)
+                .zip(wet.iter())
+                .zip(trim.iter())
+            {
+                *o = flush(t * (d + w * (m - d)));
+            }
+        }
+        for (k, bus) in aux.iter_mut().enumerate().take(SLOTS) {
+            for (out_ch, out) in bus.iter_mut().enumerate() {
+                let ch = out_ch.min(channels - 1);
+                let out = &mut out[offset..offset + len];
+                out.fill(0.0);
+                for (s, _) in prepared
+                    .slot_of_source
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &slot)| slot == k)
+                {
+                    for (o, &x) in out.iter_mut().zip(stem(s, ch)) {
+                        *o += x;
                     }
-                    out[offset + i] = flush(gain * sum);
+                }
+                for ((o, &g), &e) in out.iter_mut().zip(gain(k)).zip(on.iter()) {
+                    *o = flush(*o * (g * e));
                 }
             }
         }
