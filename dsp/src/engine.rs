@@ -9,6 +9,7 @@ use std::time::Duration;
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
+use crate::delay::DelayLine;
 use crate::model::{FeatureKind, ModelSpec, ResultKind, SeparationModel};
 use crate::window::synthesis_window;
 use crate::worker::{Job, WorkerHandle, WorkerStats};
@@ -147,6 +148,10 @@ pub struct Engine {
     mask_job: Option<Job>,
     /// Jobs in the pool, wherever they are.
     pool: usize,
+    /// The source that gets whatever the others do not (see [`Engine::residual_source`]).
+    residual: Option<usize>,
+    /// Per channel, the input delayed by the latency, for the residual source.
+    input_delays: Vec<DelayLine>,
     /// The frame whose sources are being resynthesised during the current hop.
     synthesis: Synthesis,
     next_frame: u64,
@@ -227,6 +232,13 @@ impl Engine {
         let full_bins = spec.spectrum_bins();
         let delay_frames = spec.delay_frames + config.compute_slack_hops;
         let latency = n_fft - 1 + hop * delay_frames;
+        let residual = match spec.result {
+            ResultKind::Mask if spec.renormalize_masks => Some(spec.fallback_source),
+            ResultKind::Spectrum {
+                residual: Some(source),
+            } if source == spec.fallback_source => Some(source),
+            _ => None,
+        };
         let mut planner = RealFftPlanner::<f32>::new();
         let fft = planner.plan_fft_forward(n_fft);
         let ifft = planner.plan_fft_inverse(n_fft);
@@ -271,6 +283,8 @@ impl Engine {
             read_pos: 0,
             mask_job: None,
             pool,
+            residual,
+            input_delays: (0..channels).map(|_| DelayLine::new(latency)).collect(),
             synthesis: Synthesis::default(),
             next_frame: 0,
             first_frame: 0,
@@ -310,6 +324,15 @@ impl Engine {
         self.sources
     }
 
+    /// The source that receives everything the other sources do not: with masks that sum to
+    /// one (`renormalize_masks`), or a spectrum model's declared residual that is also its
+    /// fallback. It is computed in the time domain as the input delayed by the latency minus
+    /// the other stems, so the stems sum back to the input exactly, and it costs no inverse
+    /// FFT. `None` when the model's stems need not sum to the input.
+    pub fn residual_source(&self) -> Option<usize> {
+        self.residual
+    }
+
     /// A handle to the engine's counters for other threads.
     pub fn stats(&self) -> StatsHandle {
         StatsHandle {
@@ -334,6 +357,9 @@ impl Engine {
 
     fn clear_buffers(&mut self) {
         self.input_frames.fill(0.0);
+        for delay in self.input_delays.iter_mut() {
+            delay.reset();
+        }
         // The stream starts as if `n_fft − hop` zeros preceded it, so frame `m` ends at sample
         // `m · hop + hop − 1`.
         self.input_fill = self.n_fft - self.hop;
@@ -386,6 +412,9 @@ impl Engine {
                 self.synthesise_ahead();
             }
             pos += take;
+        }
+        if let Some(residual) = self.residual {
+            write_residual(residual, &mut self.input_delays, input, output);
         }
     }
 
@@ -608,7 +637,11 @@ impl Engine {
             .map(|j| &j.result[..]);
         while self.synthesis.lanes_done < until {
             let lane = self.synthesis.lanes_done;
+            self.synthesis.lanes_done += 1;
             let (src, ch) = (lane / self.channels, lane % self.channels);
+            if Some(src) == self.residual {
+                continue;
+            }
             self.source_spectrum_for(slot, ch, src, result);
             let spectrum = &mut self.source_spectrum;
             // A real inverse FFT needs real DC and Nyquist bins.
@@ -628,7 +661,6 @@ impl Engine {
             {
                 *a += x * w * scale;
             }
-            self.synthesis.lanes_done += 1;
         }
         self.synthesis.job = job;
     }
@@ -711,6 +743,10 @@ impl Engine {
     fn shift_out_hop(&mut self) {
         let (n_fft, hop) = (self.n_fft, self.hop);
         for lane in 0..self.sources * self.channels {
+            if Some(lane / self.channels) == self.residual {
+                // Its accumulator stays silent: `write_residual` makes this source.
+                continue;
+            }
             let acc = &mut self.overlap[lane * n_fft..(lane + 1) * n_fft];
             self.ready_samples[lane * hop..(lane + 1) * hop].copy_from_slice(&acc[..hop]);
             acc.copy_within(hop.., 0);
@@ -741,6 +777,33 @@ pub(crate) fn block_len(
         return None;
     }
     Some(len)
+}
+
+/// Fills source `residual`'s lanes of `output` (source-major, one lane per input channel) with
+/// the input delayed by `delays` (one per channel) minus the other sources' lanes. Real-time
+/// safe.
+pub(crate) fn write_residual(
+    residual: usize,
+    delays: &mut [DelayLine],
+    input: &[&[f32]],
+    output: &mut [&mut [f32]],
+) {
+    let channels = input.len();
+    let sources = output.len() / channels.max(1);
+    for (ch, (samples, delay)) in input.iter().zip(delays.iter_mut()).enumerate() {
+        let index = residual * channels + ch;
+        let lane = std::mem::take(&mut output[index]);
+        for (o, &x) in lane.iter_mut().zip(samples.iter()) {
+            *o = sanitize(x);
+        }
+        delay.process(lane);
+        for source in (0..sources).filter(|&s| s != residual) {
+            for (o, &x) in lane.iter_mut().zip(output[source * channels + ch].iter()) {
+                *o -= x;
+            }
+        }
+        output[index] = lane;
+    }
 }
 
 /// Reads a host sample safely: NaN, ±Inf and subnormals become 0, absurd values are clamped to

@@ -5,7 +5,9 @@
 use rubato::{FftFixedInOut, Resampler};
 
 use crate::delay::DelayLine;
-use crate::engine::{block_len, sanitize, Engine, EngineConfig, EngineError, StatsHandle};
+use crate::engine::{
+    block_len, sanitize, write_residual, Engine, EngineConfig, EngineError, StatsHandle,
+};
 use crate::model::{ModelSpec, SeparationModel};
 
 /// Most sources a separator handles (its audio-thread buffers are fixed arrays).
@@ -56,6 +58,10 @@ struct RateConversion {
     /// The stems playing now, read from `read_pos`.
     host_out: Vec<Vec<f32>>,
     read_pos: usize,
+    /// The engine's residual source, made at the host rate instead of resampled: the host
+    /// input delayed by the latency (one line per channel) minus the other stems.
+    residual: Option<usize>,
+    input_delays: Vec<DelayLine>,
 }
 
 impl Separator {
@@ -157,6 +163,10 @@ impl Separator {
             next_host_out: vec![vec![0.0; chunk]; lanes],
             host_out: vec![vec![0.0; chunk]; lanes],
             read_pos: 0,
+            residual: engine.residual_source(),
+            input_delays: (0..host_channels)
+                .map(|_| DelayLine::new(latency))
+                .collect(),
             to_model,
             to_host,
         };
@@ -241,6 +251,9 @@ impl Separator {
             }
             pos += take;
         }
+        if let Some(residual) = conv.residual {
+            write_residual(residual, &mut conv.input_delays, input, output);
+        }
     }
 }
 
@@ -310,17 +323,22 @@ impl RateConversion {
         self.fed = until;
     }
 
-    /// Pads and resamples stem lanes of `model_done` until `until` of them are done.
+    /// Pads and resamples stem lanes of `model_done` until `until` of them are done (the
+    /// residual source's lanes are made at the host rate instead).
     fn resample_lanes(&mut self, until: usize) {
+        let channels = self.host_in.len();
         while self.lanes_resampled < until {
             let lane = self.lanes_resampled;
+            self.lanes_resampled += 1;
+            if Some(lane / channels) == self.residual {
+                continue;
+            }
             self.pads[lane].process(&mut self.model_done[lane]);
             let _ = self.to_host[lane].process_into_buffer(
                 &self.model_done[lane..lane + 1],
                 &mut self.next_host_out[lane..lane + 1],
                 None,
             );
-            self.lanes_resampled += 1;
         }
     }
 
@@ -341,8 +359,8 @@ impl RateConversion {
         {
             buffer.fill(0.0);
         }
-        for pad in self.pads.iter_mut() {
-            pad.reset();
+        for delay in self.pads.iter_mut().chain(self.input_delays.iter_mut()) {
+            delay.reset();
         }
         self.fill = 0;
         self.fed = self.model_chunk;

@@ -72,15 +72,24 @@ fn stems_sum_to_the_delayed_input_at_every_host_rate() {
         let mut sep = Separator::new(Box::new(model), offline(), rate, 2).unwrap();
         let latency = sep.latency();
         let out = run(&mut sep, &input, 441);
+        // The residual source ("other") is made at the host rate from the delayed input, so
+        // the sum is exact at every rate, from the first sample, whatever the resamplers do.
         let mut max_err = 0.0f32;
         for ch in 0..2 {
-            for t in latency + 4096..len {
+            for t in 0..len {
                 let sum: f32 = (0..4).map(|s| out[s * 2 + ch][t]).sum();
-                max_err = max_err.max((sum - input[ch][t - latency]).abs());
+                let expected = if t >= latency {
+                    input[ch][t - latency]
+                } else {
+                    0.0
+                };
+                max_err = max_err.max((sum - expected).abs());
             }
         }
-        let limit = if rate == 44_100 { 1e-5 } else { 2e-3 };
-        assert!(max_err < limit, "rate {rate}: max error {max_err}");
+        assert!(max_err < 1e-5, "rate {rate}: max error {max_err}");
+        // The other stems still carry the separated content: the low tone is in source 0.
+        let low: f32 = out[0][latency + 4096..].iter().map(|v| v * v).sum();
+        assert!(low > 1.0, "rate {rate}: source 0 energy {low}");
     }
 }
 
