@@ -9,6 +9,7 @@
 #   --budget-minutes N  training time (the cosine LR schedule spans it)         [default 100]
 #   --songs N           number of corpus songs to generate (seed 1, skips existing) [default 1500]
 #   --workers N         corpus generator processes                              [default 1]
+#   --arch A            network: bandsplit (BandSplitNet) or net (full-spectrum Net)   [default bandsplit]
 #   --run NAME          run directory under work/ (checkpoints; resumed if present)  [default run, smoke: smoke]
 #   --out PATH          exported ONNX                                           [default models/default.onnx, smoke: work/smoke/default.onnx]
 #   --skip-install      do not touch apt/pip
@@ -17,12 +18,13 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$HERE/work"
-BUDGET=100; SONGS=1500; WORKERS=1; RUN=""; OUT=""; INSTALL=1
+BUDGET=100; SONGS=1500; WORKERS=1; RUN=""; OUT=""; INSTALL=1; ARCH=bandsplit
 while [ $# -gt 0 ]; do
   case "$1" in
     --budget-minutes) BUDGET="$2"; shift 2;;
     --songs) SONGS="$2"; shift 2;;
     --workers) WORKERS="$2"; shift 2;;
+    --arch) ARCH="$2"; shift 2;;
     --run) RUN="$2"; shift 2;;
     --out) OUT="$2"; shift 2;;
     --skip-install) INSTALL=0; shift;;
@@ -78,8 +80,9 @@ echo "corpus: $(ls -d "$CORPUS"/*/meta.json 2>/dev/null | grep -vc '\.part/') so
 # ---------------------------------------------------------------- 3. train (resumes from last.pt)
 VALMIN=$(awk "BEGIN{v=$BUDGET/3; print (v<6)?v:6}")
 CKMIN=$(awk "BEGIN{v=$BUDGET/3; print (v<3)?v:3}")
-nice -n 10 "$PY" "$HERE/train.py" --corpus "$CORPUS" --run "$WORK/$RUN" --budget-minutes "$BUDGET" \
-  --batch 4 --seconds 2.5 --frame-stride 2 --lr 7e-4 --warmup 100 --loss sdr --sdr-eps 0.025 \
+if [ "$ARCH" = bandsplit ]; then LR=1e-3; else LR=7e-4; fi
+nice -n 10 "$PY" "$HERE/train.py" --corpus "$CORPUS" --run "$WORK/$RUN" --budget-minutes "$BUDGET" --arch "$ARCH" \
+  --batch 4 --seconds 2.5 --frame-stride 2 --lr "$LR" --warmup 100 --loss sdr --sdr-eps 0.025 \
   --val-minutes "$VALMIN" --ckpt-minutes "$CKMIN" 2>&1 | tee -a "$WORK/logs/train_$RUN.log"
 for p in $GEN_PIDS; do kill $p 2>/dev/null || true; done
 

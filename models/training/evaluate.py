@@ -102,10 +102,10 @@ def run_onnx(path, mag):
 
 def run_torch(ckpt, mag):
     import torch
-    from model import Net
+    from model import build_net
     torch.set_num_threads(2)
     ck = torch.load(ckpt, map_location="cpu")
-    net = Net(**ck["cfg"])
+    net = build_net(ck["cfg"])
     net.load_state_dict(ck["model"])
     net.eval()
     with torch.no_grad():

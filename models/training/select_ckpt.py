@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import train as tr
-from model import Net
+from model import build_net
 
 torch.set_num_threads(2)
 val = tr.make_val(tr.os.path.join(tr.os.path.dirname(tr.os.path.abspath(tr.__file__)), "work", "corpus"), 16, 5.0)
@@ -34,7 +34,7 @@ rows = [("uniform", score(lambda X, S: torch.full((X.shape[0], 4) + X.shape[1:],
 best = None
 for path in sys.argv[1:]:
     ck = torch.load(path, map_location="cpu")
-    net = Net(**ck["cfg"])
+    net = build_net(ck["cfg"])
     net.load_state_dict(ck["model"])
     net.eval()
     with torch.no_grad():

@@ -23,7 +23,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import Net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
+from model import build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
 
 CTX = N_FFT - HOP  # real audio before a crop, so the first frame has no artificial zeros
 
@@ -207,6 +207,8 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--arch", default="net", choices=["net", "bandsplit"], help="full-spectrum Net or BandSplitNet")
+    ap.add_argument("--dim", type=int, default=32, help="bandsplit: features per band")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--lookahead", type=int, default=2)
@@ -225,9 +227,12 @@ def main():
     LOSS, SDR_EPS = a.loss, a.sdr_eps
     os.makedirs(a.run, exist_ok=True)
     rng = random.Random(int(time.time()))
-    cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
+    if a.arch == "bandsplit":
+        cfg = {"arch": "bandsplit", "dim": a.dim, "lookahead": a.lookahead}
+    else:
+        cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
     run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride}
-    net = Net(**cfg)
+    net = build_net(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     state = {"step": 0, "train_seconds": 0.0, "best": 1e9, "history": []}
     last = os.path.join(a.run, "last.pt")

@@ -71,7 +71,7 @@ def main():
         rep["ort_version"], rep.get("bench_calls", 3000), rep["cost_ms_mean"], rep["cost_ms_p50"], rep["cost_ms_p99"], rep.get("cost_ms_min", float("nan")), rep["cost_pct_of_hop_mean"], rep["cost_pct_of_hop_p99"], rep["hop_ms"]))
     w("| step graph vs full-sequence PyTorch | max abs mask difference %.2g over %d frames of a corpus song (after the %d-frame delay) |" % (rep["step_vs_full_max_abs_diff"], rep["verify_frames"], L))
     w("")
-    w("Cost was measured on the 2-core build machine while other jobs (Rust compiles, the corpus generator, training) were running, so it is pessimistic.\n")
+    w("Cost was measured by `export.py` on the 2-core build machine, a shared VM whose timings vary from run to run (repeated runs of the same file there differ by up to about 40 %); the notes below give back-to-back comparisons.\n")
     w("## Evaluation (dev set, `/work/shared/eval/dev`, 6 clips × 10 s)\n")
     w("Global SDR in dB (per stem over both channels, non-silent references only; mean over clips; overall = mean of the stem means), computed by `models/training/evaluate.py`, which runs the ONNX step graph frame by frame in onnxruntime exactly like the engine (periodic Hann analysis, masks renormalised, dual-window overlap-add, latency trimmed).\n")
     w("| | vocals | drums | bass | other | overall |\n|---|---|---|---|---|---|")
@@ -99,8 +99,12 @@ def main():
     w("- never used (reserved for evaluation): Debian game packages, the scratch package's sounds, Frets on Fire, MuseScore General soundfonts, MBROLA voices\n")
     w("## Model and training\n")
     cfg = ck.get("cfg", {})
-    w("- architecture: log1p(1000·|X|) + learned per-bin normalisation → linear 2×1025 → %d (LayerNorm, GELU) → depthwise-separable conv over frames m−2 … m+%d (residual) → %d minGRU blocks (input-gated linear recurrence, hidden %d, each with an MLP, residual) → linear head to 4 × 1025 logits shared by both channels + a per-(source, channel, bin) affine term of that channel's normalised log-magnitude → softmax over sources" % (cfg.get("hidden", 256), L, cfg.get("layers", 2), cfg.get("hidden", 256)))
-    w("- loss (final stage): negative spectral SDR per (example, source) with the mixture phase, eps = 0.025 × mixture energy (`train.py --loss sdr`); the earlier stages used L1 (masked magnitude + complex) — see the training history below; masks/loss on every other frame per step (random phase) for speed")
+    if cfg.get("arch") == "bandsplit":
+        w("- architecture (`BandSplitNet` in model.py): log1p(1000·|X|) + learned per-bin normalisation → 45 frequency bands (4 bins wide below ~1 kHz, widening to 64 bins above 16.5 kHz), each encoded by its own linear map of its 2 channels' bins to %d features (RMS norm, GELU) → depthwise-separable conv over frames m−2 … m+%d (residual) → %d causal dilated conv blocks over time (kernel 3, dilations %s; weights shared by all bands; residual) with a linear mixing across the 45 bands after every other block → per-band linear decoders to 4 sources × 2 channels × the band's bins + a per-(source, channel, bin) affine term of the normalised log-magnitude → softmax over sources" % (
+            cfg.get("dim", 32), L, len(cfg.get("dilations", (1, 2, 4, 8, 16, 2))), list(cfg.get("dilations", (1, 2, 4, 8, 16, 2)))))
+    else:
+        w("- architecture (`Net` in model.py): log1p(1000·|X|) + learned per-bin normalisation → linear 2×1025 → %d (LayerNorm, GELU) → depthwise-separable conv over frames m−2 … m+%d (residual) → %d minGRU blocks (input-gated linear recurrence, hidden %d, each with an MLP, residual) → linear head to 4 × 1025 logits shared by both channels + a per-(source, channel, bin) affine term of that channel's normalised log-magnitude → softmax over sources" % (cfg.get("hidden", 256), L, cfg.get("layers", 2), cfg.get("hidden", 256)))
+    w("- loss: negative spectral SDR per (example, source) with the mixture phase, eps = 0.025 × mixture energy (`train.py --loss sdr`); masks/loss on every other frame per step (random phase) for speed")
     w("- optimiser: Adam with warm-up and a cosine decay over each run's training-time budget; batch 4 × 2.5 s crops; gradient clipping 5")
     w("- last run: **%d steps, %.1f minutes** of training time on 2 shared CPU cores (Debian `python3-torch` %s), checkpoint `%s`" % (
         st.get("step", 0), st.get("train_seconds", 0) / 60, torch.__version__, os.path.relpath(rep["checkpoint"], os.path.join(HERE, ".."))))
