@@ -238,6 +238,8 @@ def main():
     last = os.path.join(a.run, "last.pt")
     if os.path.exists(last):
         ck = torch.load(last, map_location="cpu")
+        if ck.get("cfg") != cfg:
+            sys.exit("%s was trained with config %s, not %s: pick another --run or delete it" % (last, ck.get("cfg"), cfg))
         net.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); state = ck["state"]
         log("resumed from", last, "step", state["step"], "trained %.1f min" % (state["train_seconds"] / 60))
     elif a.init:
