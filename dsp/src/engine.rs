@@ -152,6 +152,9 @@ pub struct Engine {
     residual: Option<usize>,
     /// Per channel, the input delayed by the latency, for the residual source.
     input_delays: Vec<DelayLine>,
+    /// Whether `process` fills the residual source's lanes (off when the caller makes that
+    /// source itself, see [`Engine::leave_residual_to_caller`]).
+    writes_residual: bool,
     /// The frame whose sources are being resynthesised during the current hop.
     synthesis: Synthesis,
     next_frame: u64,
@@ -285,6 +288,7 @@ impl Engine {
             pool,
             residual,
             input_delays: (0..channels).map(|_| DelayLine::new(latency)).collect(),
+            writes_residual: true,
             synthesis: Synthesis::default(),
             next_frame: 0,
             first_frame: 0,
@@ -331,6 +335,14 @@ impl Engine {
     /// FFT. `None` when the model's stems need not sum to the input.
     pub fn residual_source(&self) -> Option<usize> {
         self.residual
+    }
+
+    /// Stops `process` from filling the residual source's lanes (they stay silent), for a
+    /// caller that makes that source from its own delayed input, as the resampling
+    /// [`crate::Separator`] does at the host rate. Set-up only.
+    pub(crate) fn leave_residual_to_caller(&mut self) {
+        self.writes_residual = false;
+        self.input_delays = Vec::new();
     }
 
     /// A handle to the engine's counters for other threads.
@@ -413,7 +425,7 @@ impl Engine {
             }
             pos += take;
         }
-        if let Some(residual) = self.residual {
+        if let (Some(residual), true) = (self.residual, self.writes_residual) {
             write_residual(residual, &mut self.input_delays, input, output);
         }
     }

@@ -58,9 +58,8 @@ struct RateConversion {
     /// The stems playing now, read from `read_pos`.
     host_out: Vec<Vec<f32>>,
     read_pos: usize,
-    /// The engine's residual source, made at the host rate instead of resampled: the host
-    /// input delayed by the latency (one line per channel) minus the other stems.
-    residual: Option<usize>,
+    /// For the engine's residual source, made at the host rate instead of resampled: the host
+    /// input delayed by the latency (one line per channel), minus the other stems.
     input_delays: Vec<DelayLine>,
 }
 
@@ -113,7 +112,7 @@ impl Separator {
             compute_slack_hops: config.compute_slack_hops + span.div_ceil(hop),
             ..config
         };
-        let engine = Engine::with_channels(model, config, host_channels)?;
+        let mut engine = Engine::with_channels(model, config, host_channels)?;
         let model_rate = engine.spec().sample_rate;
         if model_rate == host_rate {
             let latency = engine.latency();
@@ -148,6 +147,8 @@ impl Separator {
         // A chunk fills (chunk − 1 samples of wait for its first sample), is separated during the
         // next chunk period, resampled back during the one after, and plays during the third.
         let latency = (chunk - 1) + 2 * chunk + model_delay_in_host + to_host[0].output_delay();
+        // The residual source is made at the host rate (`write_residual`), not resampled.
+        engine.leave_residual_to_caller();
         let mut conversion = RateConversion {
             chunk,
             model_chunk,
@@ -163,7 +164,6 @@ impl Separator {
             next_host_out: vec![vec![0.0; chunk]; lanes],
             host_out: vec![vec![0.0; chunk]; lanes],
             read_pos: 0,
-            residual: engine.residual_source(),
             input_delays: (0..host_channels)
                 .map(|_| DelayLine::new(latency))
                 .collect(),
@@ -251,7 +251,7 @@ impl Separator {
             }
             pos += take;
         }
-        if let Some(residual) = conv.residual {
+        if let Some(residual) = self.engine.residual_source() {
             write_residual(residual, &mut conv.input_delays, input, output);
         }
     }
@@ -274,14 +274,15 @@ impl RateConversion {
         let lanes = self.model_done.len();
         // All lanes are done by three quarters of the period, leaving the block that completes
         // the chunk little besides its own resampling.
-        self.resample_lanes((lanes * self.fill * 4 / (self.chunk * 3)).min(lanes));
+        let until = (lanes * self.fill * 4 / (self.chunk * 3)).min(lanes);
+        self.resample_lanes(until, engine.residual_source());
     }
 
     /// The current chunk is complete: finishes the pipelined work, puts the resampled stems on
     /// to play, and moves every stage on by one chunk.
     fn finish_chunk(&mut self, engine: &mut Engine) {
         self.feed_engine(engine, self.model_chunk);
-        self.resample_lanes(self.model_done.len());
+        self.resample_lanes(self.model_done.len(), engine.residual_source());
         std::mem::swap(&mut self.host_out, &mut self.next_host_out);
         self.read_pos = 0;
         std::mem::swap(&mut self.model_done, &mut self.model_out);
@@ -325,12 +326,12 @@ impl RateConversion {
 
     /// Pads and resamples stem lanes of `model_done` until `until` of them are done (the
     /// residual source's lanes are made at the host rate instead).
-    fn resample_lanes(&mut self, until: usize) {
+    fn resample_lanes(&mut self, until: usize, residual: Option<usize>) {
         let channels = self.host_in.len();
         while self.lanes_resampled < until {
             let lane = self.lanes_resampled;
             self.lanes_resampled += 1;
-            if Some(lane / channels) == self.residual {
+            if Some(lane / channels) == residual {
                 continue;
             }
             self.pads[lane].process(&mut self.model_done[lane]);

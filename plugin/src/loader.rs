@@ -332,6 +332,16 @@ mod tests {
         }
     }
 
+    /// A real-time 48 kHz stereo host with 128-sample blocks.
+    fn real_time_host() -> HostConfig {
+        HostConfig {
+            sample_rate: 48_000,
+            channels: 2,
+            max_block: 128,
+            realtime: true,
+        }
+    }
+
     #[test]
     fn rebuilds_on_preset_change_and_bypasses_a_model_that_fails() {
         let key = Arc::new(Mutex::new(BuildKey {
@@ -344,12 +354,7 @@ mod tests {
             Box::new(move || key.lock().unwrap().clone())
         };
         let loader = ModelLoader::spawn(test_factory(), wanted, status.clone()).unwrap();
-        let host = HostConfig {
-            sample_rate: 48_000,
-            channels: 2,
-            max_block: 128,
-            realtime: true,
-        };
+        let host = real_time_host();
         let mut processor = loader.activate(host, &MixSettings::default(), 0);
         assert_eq!(processor.built_from(), Some(&loader.wanted()));
         assert!(status.read().unwrap().starts_with("running: test"));
@@ -420,13 +425,7 @@ mod tests {
             slack_hops: 1,
         });
         let loader = ModelLoader::spawn(factory, wanted, status.clone()).unwrap();
-        let host = HostConfig {
-            sample_rate: 48_000,
-            channels: 2,
-            max_block: 128,
-            realtime: true,
-        };
-        let mut processor = loader.activate(host, &MixSettings::default(), 0);
+        let mut processor = loader.activate(real_time_host(), &MixSettings::default(), 0);
         assert!(status.read().unwrap().starts_with("running: "));
         pump_until(&mut processor, |_| {
             status.read().unwrap().starts_with("fault: ")
