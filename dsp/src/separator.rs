@@ -38,8 +38,12 @@ struct RateConversion {
     chunk: usize,
     model_chunk: usize,
     to_model: FftFixedInOut<f32>,
-    /// One resampler per stem lane, so lanes can be resampled in different blocks.
-    to_host: Vec<FftFixedInOut<f32>>,
+    /// One resampler for every stem lane (one filter, one set of FFT plans, so a small cache
+    /// footprint); each call resamples the lanes its channel mask selects, so lanes can be
+    /// resampled in different blocks.
+    to_host: FftFixedInOut<f32>,
+    /// The mask selecting one lane of `to_host`.
+    lane_mask: [bool; MAX_LANES],
     /// The chunk arriving now, filled up to `fill`.
     host_in: Vec<Vec<f32>>,
     fill: usize,
@@ -133,12 +137,10 @@ impl Separator {
         };
         let to_model =
             FftFixedInOut::new(host, model, chunk, host_channels).map_err(resampler_error)?;
-        let to_host = (0..lanes)
-            .map(|_| FftFixedInOut::new(model, host, model_chunk, 1))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(resampler_error)?;
+        let to_host =
+            FftFixedInOut::new(model, host, model_chunk, lanes).map_err(resampler_error)?;
         debug_assert_eq!(to_model.input_frames_next(), chunk);
-        debug_assert_eq!(to_host[0].input_frames_next(), model_chunk);
+        debug_assert_eq!(to_host.input_frames_next(), model_chunk);
         // Model-domain delay: the input resampler's, the engine's, and padding up to a multiple
         // of `model_unit`, which maps to a whole number of host samples.
         let model_delay = to_model.output_delay() + engine.latency();
@@ -146,7 +148,7 @@ impl Separator {
         let model_delay_in_host = (model_delay + pad) / model_unit * host_unit;
         // A chunk fills (chunk − 1 samples of wait for its first sample), is separated during the
         // next chunk period, resampled back during the one after, and plays during the third.
-        let latency = (chunk - 1) + 2 * chunk + model_delay_in_host + to_host[0].output_delay();
+        let latency = (chunk - 1) + 2 * chunk + model_delay_in_host + to_host.output_delay();
         // The residual source is made at the host rate (`write_residual`), not resampled.
         engine.leave_residual_to_caller();
         let mut conversion = RateConversion {
@@ -169,6 +171,7 @@ impl Separator {
                 .collect(),
             to_model,
             to_host,
+            lane_mask: [false; MAX_LANES],
         };
         conversion.reset();
         Ok(Self {
@@ -224,8 +227,16 @@ impl Separator {
 
     /// Separates one block at the host rate: `input` has `channels()` slices, `output`
     /// `sources() · channels()` slices (source-major), all of one length, any length.
-    /// Real-time safe under [`crate::DeadlinePolicy::RealTime`].
+    /// Subnormal numbers are flushed to zero while it runs (whatever the caller's floating-point
+    /// mode), so quiet passages cost no more than loud ones. Real-time safe under
+    /// [`crate::DeadlinePolicy::RealTime`].
     pub fn process(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) {
+        // SAFETY: the guard sets the thread's flush-to-zero / denormals-are-zero flags and
+        // restores them before returning; nothing in here depends on subnormal arithmetic.
+        unsafe { no_denormals::no_denormals(|| self.process_flushing_denormals(input, output)) }
+    }
+
+    fn process_flushing_denormals(&mut self, input: &[&[f32]], output: &mut [&mut [f32]]) {
         let Some(conv) = self.conversion.as_mut() else {
             self.engine.process(input, output);
             return;
@@ -335,10 +346,14 @@ impl RateConversion {
                 continue;
             }
             self.pads[lane].process(&mut self.model_done[lane]);
-            let _ = self.to_host[lane].process_into_buffer(
-                &self.model_done[lane..lane + 1],
-                &mut self.next_host_out[lane..lane + 1],
-                None,
+            let lanes = self.model_done.len();
+            self.lane_mask[..lanes].fill(false);
+            self.lane_mask[lane] = true;
+            // Buffer sizes and the mask length are fixed at construction to the resampler's.
+            let _ = self.to_host.process_into_buffer(
+                &self.model_done,
+                &mut self.next_host_out,
+                Some(&self.lane_mask[..lanes]),
             );
         }
     }
@@ -346,9 +361,7 @@ impl RateConversion {
     /// Back to silence: nothing to feed or resample until the first chunk is complete.
     fn reset(&mut self) {
         self.to_model.reset();
-        for resampler in self.to_host.iter_mut() {
-            resampler.reset();
-        }
+        self.to_host.reset();
         for buffer in self
             .host_in
             .iter_mut()

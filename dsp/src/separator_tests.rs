@@ -210,3 +210,33 @@ fn extreme_rate_ratios_keep_the_pass_band_flat() {
         );
     }
 }
+
+#[test]
+fn quiet_input_never_yields_subnormal_stems() {
+    // Noise just above the smallest normal float: windowing, masking and resampling take part of it
+    // into the subnormal range, which the separator must flush to zero.
+    let mut rng_state = 1u32;
+    let mut noise = || {
+        rng_state = rng_state
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
+        (rng_state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    for rate in [44_100, 48_000] {
+        let model = band_split(mask_spec(&SOURCES, 2048, 512, 2));
+        let mut sep = Separator::new(Box::new(model), offline(), rate, 2).unwrap();
+        let len = sep.latency() + 8192;
+        let input: Vec<Vec<f32>> = (0..2)
+            .map(|_| (0..len).map(|_| noise() * 1e-34).collect())
+            .collect();
+        let out = run(&mut sep, &input, 128);
+        for (lane, samples) in out.iter().enumerate() {
+            let subnormal = samples.iter().filter(|x| x.is_subnormal()).count();
+            assert_eq!(subnormal, 0, "rate {rate} lane {lane}");
+            assert!(
+                samples.iter().any(|&x| x != 0.0),
+                "rate {rate} lane {lane} is silent"
+            );
+        }
+    }
+}

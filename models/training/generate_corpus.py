@@ -12,11 +12,18 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
 * vocals: a procedural formant singing synthesizer (band-limited glottal pulse train, spectral
   tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals,
   vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale), optional
-  pysinsy singing (when the `pysinsy` module is importable) varied with pyworld, harmonies /
-  doubles, reverb with sox;
+  pysinsy singing (when the `pysinsy` module is importable) varied with pyworld, and "sung speech":
+  random lyrics (English words or pseudo-words in ~30 languages) spoken by espeak-ng (non-MBROLA
+  voices + variants) or festival (kal/ked diphones, cmu_us_slt_arctic_hts), analysed with pyworld,
+  syllable-ish voiced units time-warped onto the melody notes, F0 replaced by the melody (glides,
+  scoops, vibrato, jitter), optional formant shift, resynthesized at 44.1 kHz.  Lead source mix:
+  ~45% sung speech, ~20% pysinsy, rest formant (fallbacks when a synthesizer is missing;
+  --vocal-kind forces one).  MBROLA voices are never used (reserved for evaluation).  Harmonies /
+  doubles (formant or the same sung-speech singer), reverb with sox;
 * mixing: random low-pass / high-pass filters on every stem, pan/width, per-stem loudness.
 
 Usage: generate_corpus.py --out work/corpus --songs 200 [--seed 1] [--worker 0 --workers 1]
+                          [--vocal-kind auto|formant|sinsy|speech|speech_espeak|speech_festival] [--no-speech]
 Resumable: songs that already exist are skipped.
 """
 import argparse
@@ -658,6 +665,300 @@ def sinsy_voice(notes, dur, rng, tmp):
     return y / (np.abs(y).max() + 1e-9)
 
 
+# ----------------------------------------------------------------------------- sung speech
+# Speech synthesizers (Debian): espeak-ng (many languages / variants) and festival (diphone + HTS
+# voices).  MBROLA voices (espeak-ng mb-*, mbrola packages) are reserved for evaluation: never used.
+ESPEAK_LANGS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+                "de", "fr-fr", "es", "es-419", "it", "pt", "pt-br", "nl", "sv", "da", "nb", "fi", "pl", "cs",
+                "ro", "hu", "id", "sw", "tr", "ca", "la", "eo", "cy", "hr", "sk", "et", "ms"]
+ESPEAK_VARIANTS_SKIP = ("whisper", "whisperf", "mb")
+FESTIVAL_VOICES = [("kal_diphone", "/usr/share/festival/voices/english/kal_diphone"),
+                   ("ked_diphone", "/usr/share/festival/voices/english/ked_diphone"),
+                   ("cmu_us_slt_arctic_hts", "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts")]
+LYRIC_WORDS = (
+    "love heart night light day away stay baby fire higher dream believe tonight forever never together "
+    "alone home road time mind rain again fall call sky eyes cry fly hold gold soul whole world girl "
+    "boy shine sun run free see me you we go know show slow down town around sound find kind blind "
+    "feel real dance chance hand stand understand open broken river ocean summer winter morning evening "
+    "shadow window yellow silver golden little only lonely everybody somebody nobody tomorrow yesterday "
+    "remember surrender wonder thunder under over sweet street feet beat heat moonlight starlight "
+    "sunshine paradise take make break wake shake give live leave breathe say way play pray stay "
+    "back black crazy lazy maybe promise kiss miss this is the a my your our in on with all oh yeah "
+    "hey la na ooh whoa only want need got can't won't don't hold me tell me let go carry me "
+    "walking talking dancing running falling calling waiting singing burning turning coming going "
+    "beautiful wonderful electric magic diamond paper people seven heaven angel devil desire "
+    "station radio telephone highway midnight silence violence memory melody harmony").split()
+SYLL_ON = ["", "b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "j",
+           "br", "tr", "st", "pl", "kr", "fl", "sh", "ch", "gr", "sp", "dr", "bl"]
+SYLL_V = ["a", "e", "i", "o", "u", "a", "e", "o", "ai", "ou", "ei", "ia", "ue"]
+SYLL_CODA = ["", "", "", "", "n", "m", "l", "r", "s", "t", "k", "ns", "nd", "st"]
+
+
+def count_syll(w):
+    v = "aeiouy"
+    n, prev = 0, False
+    for ch in w.lower():
+        isv = ch in v
+        if isv and not prev:
+            n += 1
+        prev = isv
+    if w.endswith("e") and n > 1 and not w.endswith("le"):
+        n -= 1
+    return max(1, n)
+
+
+def lyric_text(rng, n_syll, english=True):
+    """Random lyric-ish text with about n_syll syllables, in short lines (sentences)."""
+    lines, cur, total = [], [], 0
+    line_len = rng.randint(4, 10)
+    while total < n_syll:
+        if english or rng.random() < 0.25:
+            w = rng.choice(LYRIC_WORDS)
+            k = count_syll(w)
+        else:
+            k = rng.choice([1, 1, 2, 2, 2, 3])
+            w = "".join(rng.choice(SYLL_ON) + rng.choice(SYLL_V) + (rng.choice(SYLL_CODA) if rng.random() < .4 else "")
+                        for _ in range(k))
+        cur.append(w)
+        total += k
+        if sum(count_syll(x) for x in cur) >= line_len:
+            lines.append(cur); cur = []; line_len = rng.randint(4, 10)
+    if cur:
+        lines.append(cur)
+    out = []
+    for ln in lines:
+        s = " ".join(ln)
+        out.append(s[0].upper() + s[1:] + rng.choice([".", ".", ",", "!", "?", ";"]))
+    return " ".join(out)
+
+
+def espeak_variants():
+    try:
+        r = subprocess.run(["espeak-ng", "--voices=variant"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           timeout=20, text=True)
+        vs = []
+        for line in r.stdout.splitlines()[1:]:
+            w = line.split()
+            if len(w) >= 5:
+                v = w[4].split("/")[-1]
+                if v and not any(v.lower().startswith(s) for s in ESPEAK_VARIANTS_SKIP):
+                    vs.append(v)
+        return sorted(set(vs))
+    except Exception:
+        return []
+
+
+def speak_espeak(text, rng, tmp, english):
+    lang = rng.choice([l for l in ESPEAK_LANGS if l.startswith("en")] if english else ESPEAK_LANGS)
+    var = rng.choice(ESPEAK_VARIANTS) if ESPEAK_VARIANTS and rng.random() < 0.85 else None
+    voice = lang + ("+" + var if var else "")
+    assert "mb-" not in voice and not voice.startswith("mb")
+    wav = os.path.join(tmp, "sp.wav")
+    args = ["espeak-ng", "-v", voice, "-s", str(rng.randint(110, 200)), "-p", str(rng.randint(25, 75)),
+            "-g", str(rng.choice([0, 0, 2, 5])), "-w", wav, text]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    x, sr = sf.read(wav, dtype="float64")
+    return x, sr, voice
+
+
+def speak_festival(text, rng, tmp):
+    name = rng.choice(FESTIVAL_VOICES_OK)
+    txt = os.path.join(tmp, "sp.txt"); wav = os.path.join(tmp, "sp.wav")
+    with open(txt, "w") as f:
+        f.write(text + "\n")
+    args = ["text2wave", "-eval", "(voice_%s)" % name,
+            "-eval", "(Parameter.set 'Duration_Stretch %.2f)" % rng.uniform(0.85, 1.4), txt, "-o", wav]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    x, sr = sf.read(wav, dtype="float64")
+    return x, sr, name
+
+
+def speech_units(f0, sp, fp):
+    """Syllable-ish voiced units (frame ranges) from a pyworld analysis of speech."""
+    voiced = f0 > 0
+    e = 10 * np.log10(np.sum(sp, axis=1) + 1e-12)
+    e = np.convolve(e, np.ones(5) / 5, mode="same")
+    mins, _ = sps.find_peaks(-e, prominence=3.0, distance=int(60 / fp))
+    cuts = set(int(m) for m in mins)
+    units = []
+    i, T = 0, len(f0)
+    min_len = int(35 / fp)
+    while i < T:
+        if not voiced[i]:
+            i += 1; continue
+        j = i
+        while j < T and voiced[j]:
+            j += 1
+        a = i
+        for c in range(i + min_len, j - min_len):
+            if c in cuts:
+                units.append((a, c)); a = c
+        if j - a >= min_len:
+            units.append((a, j))
+        i = j
+    return units
+
+
+def speech_voice(notes, dur, rng, tmp, engine=None, cache=None):
+    """'Sung speech': speech from espeak-ng / festival, warped by pyworld onto the melody.
+
+    Speech is cut into syllable-ish voiced units (voicing + energy dips); units are mapped in order to
+    notes (several units squeezed into a note, or one unit spread over several notes), each stretched
+    to its note span; consonants / unvoiced parts between units keep (about) their natural length,
+    placed just before the next note onset (codas after the previous note).  F0 is replaced with the
+    melody (glides, scoops, vibrato, jitter); optional formant shift.  Returns (y, kind, voice) with y
+    a 44.1 kHz float32 mono signal of length dur, or None.
+    """
+    try:
+        import pyworld as pw
+    except Exception:
+        return None
+    notes = [nt for nt in notes if nt[1] < dur - 0.05]
+    if not notes:
+        return None
+    fp = 5.0
+    if cache is not None and "f0" in cache:
+        f0s, sp, ap, units, sr, kind, voice = (cache[k] for k in ("f0", "sp", "ap", "units", "sr", "kind", "voice"))
+    else:
+        if engine is None:
+            engine = "festival" if (FESTIVAL_VOICES_OK and rng.random() < 0.35) else "espeak"
+        if engine == "espeak" and not HAVE_ESPEAK:
+            engine = "festival" if FESTIVAL_VOICES_OK else None
+        if engine == "festival" and not FESTIVAL_VOICES_OK:
+            engine = "espeak" if HAVE_ESPEAK else None
+        if engine is None:
+            return None
+        english = engine == "festival" or rng.random() < 0.55
+        n_syll = int(len(notes) * rng.uniform(0.6, 1.2)) + 1
+        text = lyric_text(rng, n_syll, english)
+        try:
+            if engine == "espeak":
+                x, sr, voice = speak_espeak(text, rng, tmp, english)
+            else:
+                x, sr, voice = speak_festival(text, rng, tmp)
+        except Exception as e:
+            log("speech synth failed", engine, repr(e))
+            return None
+        if x.ndim > 1:
+            x = x.mean(1)
+        if len(x) < sr * 0.3 or np.abs(x).max() < 1e-4:
+            return None
+        x = x / np.abs(x).max() * 0.9
+        kind = "speech_" + engine
+        f0s, tt = pw.dio(x, sr, f0_floor=60.0, f0_ceil=600.0, frame_period=fp)
+        f0s = pw.stonemask(x, f0s, tt, sr)
+        sp = pw.cheaptrick(x, f0s, tt, sr)
+        ap = pw.d4c(x, f0s, tt, sr)
+        units = speech_units(f0s, sp, fp)
+        if cache is not None:
+            cache.update(f0=f0s, sp=sp, ap=ap, units=units, sr=sr, kind=kind, voice=voice)
+    if not units:
+        return None
+    T = int(dur * 1000 / fp) + 1
+    fr = lambda t: int(round(t * 1000 / fp))  # noqa: E731
+    # ---- group notes / units
+    K, M = len(notes), len(units)
+    pairs = []  # (note indices, unit indices)
+    if M >= K:
+        bounds = np.round(np.linspace(0, M, K + 1)).astype(int)
+        pairs = [([k], list(range(bounds[k], bounds[k + 1]))) for k in range(K)]
+    else:
+        bounds = np.round(np.linspace(0, K, M + 1)).astype(int)
+        pairs = [(list(range(bounds[j], bounds[j + 1])), [j]) for j in range(M)]
+    src = np.full(T, -1.0)  # source frame (float) for every output frame, -1 = silence
+    tgt = np.zeros(T)       # target midi pitch (0 = none)
+    prev_end, prev_src_end, prev_len = 0, 0, 0
+    max_on, max_coda = int(0.14 * 1000 / fp), int(0.09 * 1000 / fp)
+    for ni, ui in pairs:
+        o0, o1 = fr(notes[ni[0]][1]), min(T, fr(notes[ni[-1]][2]))
+        s0, s1 = units[ui[0]][0], units[ui[-1]][1]
+        if o1 - o0 < 2:
+            continue
+        # coda of the previous unit (natural length), then onset consonants right before this note
+        gap_src = s0 - prev_src_end
+        if prev_end > 0 and gap_src > 0:
+            cl = min(max_coda, gap_src // 2, max(0, o0 - prev_end))
+            src[prev_end:prev_end + cl] = prev_src_end + np.arange(cl)
+        on = min(max_on, gap_src if prev_end > 0 else max_on, s0)
+        on = min(on, max(0, o0 - prev_end) + int(0.3 * prev_len), o0)
+        if on > 0:
+            src[o0 - on:o0] = s0 - on + np.arange(on)
+        src[o0:o1] = np.linspace(s0, s1 - 1, o1 - o0)
+        for k in ni:
+            a, b = fr(notes[k][1]), min(T, fr(notes[k][2]))
+            tgt[max(o0, a):b] = notes[k][0]
+            if k != ni[-1]:  # legato inside a melisma: hold pitch into the next note
+                tgt[b:min(T, fr(notes[k + 1][1]))] = notes[k][0]
+        prev_end, prev_src_end, prev_len = o1, s1, o1 - o0
+    if prev_end > 0:
+        cl = min(max_coda, len(f0s) - prev_src_end, T - prev_end)
+        if cl > 0:
+            src[prev_end:prev_end + cl] = prev_src_end + np.arange(cl)
+    # ---- target F0: glides between notes, scoops, vibrato, jitter, drift
+    have = tgt > 0
+    if not have.any():
+        return None
+    idx = np.arange(T)
+    tg = np.interp(idx, idx[have], tgt[have])
+    glide = rng.uniform(0.02, 0.09)
+    tg = smooth(tg, max(1, int(glide * 1000 / fp)))
+    t_s = idx * fp / 1000
+    vib_rate, vib_depth = rng.uniform(4.5, 6.5), rng.uniform(0.1, 0.6)
+    onset = np.zeros(T)  # vibrato fades in inside each note
+    for (p, a, b) in notes:
+        i0, i1 = fr(a), min(T, fr(b))
+        if i1 > i0:
+            onset[i0:i1] = np.clip((np.arange(i1 - i0) * fp / 1000 - 0.15) / 0.25, 0, 1)
+    vib = vib_depth * onset * np.sin(2 * np.pi * vib_rate * t_s + rng.uniform(0, 6.3))
+    nrng = np.random.default_rng(rng.randrange(1 << 30))
+    jit = smooth(nrng.normal(0, 1, T), 4) * rng.uniform(0.03, 0.15)
+    drift = smooth(nrng.normal(0, 1, T), 80) * rng.uniform(0.0, 0.6)
+    scoop = np.zeros(T)
+    if rng.random() < 0.6:
+        depth = rng.uniform(0.3, 1.5)
+        for (p, a, b) in notes:
+            i0 = fr(a); n_s = min(int(0.08 * 1000 / fp), max(0, min(T, fr(b)) - i0))
+            scoop[i0:i0 + n_s] -= depth * (1 - np.arange(n_s) / max(1, n_s))
+    midi = tg + vib + jit + drift + scoop
+    f0o = 440.0 * 2 ** ((midi - 69) / 12)
+    # ---- spectral envelope / aperiodicity at 44.1 kHz (extrapolate above the speech Nyquist)
+    fft_o = 2048
+    nb_o = fft_o // 2 + 1
+    nb_s = sp.shape[1]
+    fw = rng.uniform(0.85, 1.2) if rng.random() < 0.7 else 1.0
+    f_o = np.arange(nb_o) * SR / fft_o
+    f_src = f_o / fw  # formant shift: envelope feature at f moves to f*fw
+    nyq = sr / 2.0
+    pos = np.clip(f_src / nyq * (nb_s - 1), 0, nb_s - 1)
+    lo = np.floor(pos).astype(int); hi = np.minimum(lo + 1, nb_s - 1); w = pos - lo
+    hf_slope = rng.uniform(-24, -9)  # dB / octave above the speech Nyquist
+    hf_gain = np.where(f_src > nyq * 0.97, 10 ** (hf_slope / 20 * np.log2(np.maximum(f_src, 1) / (nyq * 0.97))), 1.0)
+    valid = src >= 0
+    si = np.clip(np.round(np.where(valid, src, 0)).astype(int), 0, len(f0s) - 1)
+    spf, apf = sp[si], ap[si]
+    sp_o = (spf[:, lo] * (1 - w) + spf[:, hi] * w) * hf_gain[None, :] ** 2
+    ap_o = apf[:, lo] * (1 - w) + apf[:, hi] * w
+    ap_o[:, f_src > nyq * 0.97] = np.maximum(ap_o[:, f_src > nyq * 0.97], 0.5)
+    floor = 1e-12
+    sp_o[~valid] = floor
+    ap_o[~valid] = 1.0
+    # voicing: sung frames voiced; consonant frames keep the speech voicing decision
+    vmask = valid & (f0s[si] > 0)
+    f0o = np.where(vmask, f0o, 0.0)
+    ap_o = np.clip(ap_o, 0.0, 1.0)
+    try:
+        y = pw.synthesize(np.ascontiguousarray(f0o), np.ascontiguousarray(sp_o), np.ascontiguousarray(ap_o),
+                          SR, frame_period=fp)
+    except Exception as e:
+        log("pyworld speech synth failed", repr(e))
+        return None
+    y = np.pad(y, (0, max(0, int(dur * SR) - len(y))))[:int(dur * SR)]
+    pk = np.abs(y).max()
+    if not np.isfinite(pk) or pk < 1e-6:
+        return None
+    return (y / pk).astype(np.float32), kind, voice
+
+
 def sox_reverb(x, rng, tmp):
     """x: [n, 2] -> reverberated stereo via sox."""
     a = os.path.join(tmp, "rv_in.wav"); b = os.path.join(tmp, "rv_out.wav")
@@ -745,7 +1046,17 @@ def make_song(song_dir, seed):
         mel = melody_notes(chart, rng, bar, beats, nbars, center, dens=rng.uniform(0.5, 0.95), t_offset=t_offset)
         vox_kind = "formant"
         v = None
-        if HAVE_SINSY and rng.random() < 0.3:
+        r = rng.random()
+        want = VOCAL_KIND
+        if want == "auto":
+            want = "speech" if r < 0.45 else ("sinsy" if r < 0.65 else "formant")
+        speech_cache = {}
+        if want.startswith("speech") and (HAVE_ESPEAK or FESTIVAL_VOICES_OK):
+            engine = {"speech_espeak": "espeak", "speech_festival": "festival"}.get(want)
+            res = speech_voice(mel, dur, rng, tmp, engine=engine, cache=speech_cache)
+            if res is not None:
+                v, vox_kind, meta["vocal_voice"] = res
+        if v is None and want != "formant" and HAVE_SINSY:
             # sinsy timeline is quantised at 120 bpm 1/32 notes: quantise the melody the same way
             qn = 60.0 / 120 / 8
             melq = [(p, round(a / qn) * qn, round(b / qn) * qn) for p, a, b in mel]
@@ -760,13 +1071,19 @@ def make_song(song_dir, seed):
         if rng.random() < 0.35:  # harmony / double
             interval = rng.choice([0, 0, 3, 4, -5, 7, 12, -12])
             mel2 = [(p + interval, a + rng.uniform(0, 0.02), b) for p, a, b in mel if rng.random() < 0.85]
-            v2 = synth_voice(mel2, dur, rng, None)
+            v2 = None
+            if vox_kind.startswith("speech") and rng.random() < 0.6:  # same singer, same words
+                res = speech_voice(mel2, dur, rng, tmp, cache=speech_cache)
+                v2 = res[0] if res is not None else None
+            if v2 is None:
+                v2 = synth_voice(mel2, dur, rng, None)
             vox = vox + pan_stereo(v2, rng) * rng.uniform(0.2, 0.7)
         if rng.random() < 0.75:
             vox = sox_reverb(fit(vox, n), rng, tmp)
         vox = random_filter(fit(vox, n), rng, p_lp=0.15, p_hp=0.3)
         stems["vocals"] = vox
         meta["vocals"] = vox_kind
+        meta["melody"] = [[int(p), round(float(a), 3), round(float(b), 3)] for p, a, b in mel]
         # ---- assemble, filter, pan, level
         out = {}
         lvl = {"vocals": rng.uniform(-4, 3), "drums": rng.uniform(-5, 2), "bass": rng.uniform(-6, 1), "other": rng.uniform(-6, 2)}
@@ -816,10 +1133,20 @@ def load_grooves():
 
 GROOVES = []
 HAVE_SINSY = False
+HAVE_ESPEAK = False
+ESPEAK_VARIANTS = []
+FESTIVAL_VOICES_OK = []
+VOCAL_KIND = "auto"
+
+
+def cpu_seconds():
+    import resource
+    return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+               for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
 def main():
-    global GROOVES, HAVE_SINSY
+    global GROOVES, HAVE_SINSY, HAVE_ESPEAK, ESPEAK_VARIANTS, FESTIVAL_VOICES_OK, VOCAL_KIND
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"))
     ap.add_argument("--songs", type=int, default=200)
@@ -827,7 +1154,17 @@ def main():
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-sinsy", action="store_true")
+    ap.add_argument("--no-speech", action="store_true", help="disable the espeak-ng / festival sung-speech vocals")
+    ap.add_argument("--vocal-kind", default="auto",
+                    choices=["auto", "formant", "sinsy", "speech", "speech_espeak", "speech_festival"],
+                    help="force the lead vocal source (testing); falls back to formant when unavailable")
     a = ap.parse_args()
+    VOCAL_KIND = a.vocal_kind
+    if not a.no_speech:
+        HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+        ESPEAK_VARIANTS = espeak_variants() if HAVE_ESPEAK else []
+        if shutil.which("text2wave"):
+            FESTIVAL_VOICES_OK = [n for n, d in FESTIVAL_VOICES if os.path.isdir(d)]
     GROOVES = load_grooves()
     try:
         if not a.no_sinsy:
@@ -836,7 +1173,8 @@ def main():
     except Exception:
         HAVE_SINSY = False
     os.makedirs(a.out, exist_ok=True)
-    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, "sinsy:", HAVE_SINSY)
+    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, "sinsy:", HAVE_SINSY, "espeak:", HAVE_ESPEAK,
+        len(ESPEAK_VARIANTS), "variants", "festival:", FESTIVAL_VOICES_OK, "vocal kind:", VOCAL_KIND)
     t0 = time.time(); made = 0
     for i in range(a.songs):
         if i % a.workers != a.worker:
@@ -849,7 +1187,8 @@ def main():
             meta = make_song(d, a.seed * 1000003 + i)
             made += 1
             log(sid, meta["source"], meta.get("groove", ""), meta["vocals"], "%.1fs" % meta["seconds"],
-                "(%.1f s/song)" % ((time.time() - t0) / made))
+                meta.get("vocal_voice", ""), "(%.1f s/song, %.1f s cpu/song)" % (
+                    (time.time() - t0) / made, cpu_seconds() / made))
         except Exception as e:  # keep going: variety matters more than any single song
             log(sid, "FAILED", repr(e))
             shutil.rmtree(d + ".part", ignore_errors=True)

@@ -200,8 +200,7 @@ class BandSplitNet(nn.Module):
     per-(source, channel, bin) affine term of Net; softmax over sources. Sharing weights across
     bands makes it learn from far fewer examples than a full-spectrum network.
 
-    Internal layout [K*B, D, T]. Streaming state [1, S]: [ encoded history (P+L) x K x D |
-    normalised input L x (2*1025) | per block, its last 2*dilation normalised inputs K x D ]."""
+    Internal layout [K*B, D, T]; the streaming state is described at `step`."""
 
     def __init__(self, dim=32, dilations=(1, 2, 4, 8, 16, 2), lookahead=2, past=2, channels=2,
                  bins=NB, sources=4, in_scale=1000.0, **_):
@@ -293,28 +292,42 @@ class BandSplitNet(nn.Module):
                 + sum(2 * d for d in self.dilations) * self.K * self.D)
 
     def step(self, mag, state):
+        """One frame in, the masks of frame m-L out, with the history in `state`. Same function as
+        `forward` (export.py checks it), written for a one-frame graph: histories are stored
+        frame-major ([frames, K, D], so each tap and each shift is a contiguous block), every time
+        convolution is a sum of taps and every 1x1 convolution a matrix product, so ONNX Runtime
+        runs few, cheap nodes. State layout: [ encoded history (P+L) x K x D | normalised input
+        L x (2*1025) | per block, its last 2*dilation normalised inputs (2*dilation) x K x D ]."""
         K, D, L, P, C, F = self.K, self.D, self.L, self.P, self.C, self.F
         n_e = (P + L) * K * D
         n_z = L * C * F
-        e_hist = state[:, :n_e].reshape(K, D, P + L)
+        e_hist = state[:, :n_e].reshape(P + L, K, D)
         z_hist = state[:, n_e:n_e + n_z].reshape(1, L, C * F)
         pos = n_e + n_z
         z = self.normalise(mag)                                    # 1,C,F,1
-        e = self.encode(z)                                         # K,D,1
-        win = torch.cat([e_hist, e], dim=2)                        # K,D,P+L+1
-        y = win[:, :, P:P + 1] + Fn.gelu(self.pw(self.dw(win)))    # K,D,1
+        e = self.encode(z)[:, :, 0]                                # K,D
+        win = torch.cat([e_hist, e[None]], dim=0)                 # P+L+1,K,D
+        taps_dw = self.dw.weight[:, 0, :].t()[:, None, :]          # P+L+1,1,D
+        dw = (win * taps_dw).sum(dim=0) + self.dw.bias             # K,D
+        y = win[P] + Fn.gelu(dw @ self.pw.weight[:, :, 0].t() + self.pw.bias)
         hists = []
         for i, d in enumerate(self.dilations):
-            hist = state[:, pos:pos + 2 * d * K * D].reshape(K, D, 2 * d)
+            hist = state[:, pos:pos + 2 * d * K * D].reshape(2 * d, K, D)
             pos += 2 * d * K * D
-            y, h2 = self.block(i, y, hist)
-            hists.append(h2.reshape(1, -1))
+            x = rms_norm(y, self.norm_g[i][:, 0], 1)                # K,D
+            taps = torch.cat([hist[0], hist[d], x], dim=1)         # K,3D
+            w = self.conv[i].weight.permute(2, 1, 0).reshape(3 * D, D)
+            h = Fn.gelu(taps @ w + self.conv[i].bias)
+            y = y + h @ self.proj[i].weight[:, :, 0].t() + self.proj[i].bias
+            hists.append(torch.cat([hist[1:], x[None]], dim=0).reshape(1, -1))
             if i % 2 == 1:
-                y = self.mix_bands(i // 2, y)
+                j = i // 2
+                xm = rms_norm(y, self.mix_g[j][:, 0], 1)
+                y = y + self.mix[j].weight @ xm + self.mix[j].bias[:, None]
         zc = z_hist[:, 0:1, :].reshape(1, C, F, 1) if L > 0 else z
-        m = self.decode(y, zc)
+        m = self.decode(y[:, :, None], zc)
         new_z = torch.cat([z_hist[:, 1:, :], z.reshape(1, 1, C * F)], dim=1) if L > 0 else z_hist
-        new_state = torch.cat([win[:, :, 1:].reshape(1, -1), new_z.reshape(1, -1)] + hists, dim=1)
+        new_state = torch.cat([win[1:].reshape(1, -1), new_z.reshape(1, -1)] + hists, dim=1)
         return m, new_state
 
 
