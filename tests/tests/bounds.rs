@@ -8,7 +8,6 @@
 
 mod cli_common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,25 +15,6 @@ use std::time::Duration;
 use cli_common::*;
 
 const IDENTITY: &str = "identity_stateful.onnx";
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-/// `demix separate INPUT -o OUT --format FORMAT [--model MODEL]`.
-fn separate_command(input: &Path, out: &Path, model: Option<&Path>, format: &str) -> Command {
-    let mut command = demix();
-    command
-        .arg("separate")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args([os("--format"), os(format)]);
-    if let Some(model) = model {
-        command.arg("--model").arg(model);
-    }
-    command
-}
 
 /// Adds up the stems of one track, channel by channel.
 fn stem_sum(track: &Path, names: &[&str]) -> Vec<Vec<f32>> {

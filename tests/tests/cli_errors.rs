@@ -48,22 +48,38 @@ fn noise_bytes(len: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn random_bytes_named_wav_are_rejected() {
+/// Writes `bytes` to an input file called `name`, separates it, and checks that the run fails
+/// cleanly with each of `expected` in its message.
+fn assert_input_rejected(name: &str, bytes: &[u8], expected: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("noise.wav");
-    std::fs::write(&input, noise_bytes(50_000)).unwrap();
+    let input = dir.path().join(name);
+    std::fs::write(&input, bytes).unwrap();
     let out = dir.path().join("out");
     let output = separate(&input, &out, &[]);
-    assert_clean_failure(&output, &["noise.wav", "not an audio file"], &out);
+    assert_clean_failure(&output, expected, &out);
+}
+
+/// The bytes of a valid WAV file of `frames` samples (see [`good_wav`]).
+fn good_wav_bytes(frames: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::read(good_wav(dir.path(), "good.wav", frames)).unwrap()
+}
+
+#[test]
+fn random_bytes_named_wav_are_rejected() {
+    assert_input_rejected(
+        "noise.wav",
+        &noise_bytes(50_000),
+        &["noise.wav", "not an audio file"],
+    );
 }
 
 #[test]
 fn corrupt_flac_data_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("damaged.flac");
-    write_flac(&input, RATE, &test_signal(RATE, 2, 16 * FLAC_BLOCK));
-    let mut bytes = std::fs::read(&input).unwrap();
+    let flac = dir.path().join("good.flac");
+    write_flac(&flac, RATE, &test_signal(RATE, 2, 16 * FLAC_BLOCK));
+    let mut bytes = std::fs::read(&flac).unwrap();
     let middle = bytes.len() / 2;
     for (b, noise) in bytes[middle..middle + 4_000]
         .iter_mut()
@@ -71,59 +87,41 @@ fn corrupt_flac_data_is_rejected() {
     {
         *b ^= noise | 1;
     }
-    std::fs::write(&input, bytes).unwrap();
-    let out = dir.path().join("out");
-    let output = separate(&input, &out, &[]);
-    assert_clean_failure(&output, &["damaged.flac", "damaged"], &out);
+    assert_input_rejected("damaged.flac", &bytes, &["damaged.flac", "damaged"]);
 }
 
 #[test]
 fn truncated_wav_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = good_wav(dir.path(), "cut.wav", 40_000);
-    let bytes = std::fs::read(&input).unwrap();
-    std::fs::write(&input, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let out = dir.path().join("out");
-    let output = separate(&input, &out, &[]);
-    assert_clean_failure(&output, &["cut.wav", "truncated"], &out);
+    let bytes = good_wav_bytes(40_000);
+    assert_input_rejected(
+        "cut.wav",
+        &bytes[..bytes.len() * 2 / 3],
+        &["cut.wav", "truncated"],
+    );
 }
 
 #[test]
 fn empty_file_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("empty.wav");
-    std::fs::File::create(&input).unwrap();
-    let out = dir.path().join("out");
-    let output = separate(&input, &out, &[]);
-    assert_clean_failure(&output, &["empty.wav", "empty"], &out);
+    assert_input_rejected("empty.wav", &[], &["empty.wav", "empty"]);
 }
 
 #[test]
 fn unsupported_wav_codec_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = good_wav(dir.path(), "odd.wav", 1_000);
-    let mut bytes = std::fs::read(&input).unwrap();
+    let mut bytes = good_wav_bytes(1_000);
     // The format tag sits right after "fmt " and the chunk size: bytes 20..22.
     assert_eq!(&bytes[12..16], b"fmt ");
     bytes[20..22].copy_from_slice(&0x1234u16.to_le_bytes());
-    std::fs::write(&input, bytes).unwrap();
-    let out = dir.path().join("out");
-    let output = separate(&input, &out, &[]);
-    assert_clean_failure(&output, &["odd.wav", "cannot decode"], &out);
+    assert_input_rejected("odd.wav", &bytes, &["odd.wav", "cannot decode"]);
 }
 
 #[test]
 fn text_file_named_mp3_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("notes.mp3");
-    std::fs::write(
-        &input,
-        "Shopping list:\n- milk\n- strings for the guitar\n".repeat(40),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let output = separate(&input, &out, &[]);
-    assert_clean_failure(&output, &["notes.mp3", "not an audio file"], &out);
+    let text = "Shopping list:\n- milk\n- strings for the guitar\n".repeat(40);
+    assert_input_rejected(
+        "notes.mp3",
+        text.as_bytes(),
+        &["notes.mp3", "not an audio file"],
+    );
 }
 
 #[test]

@@ -8,7 +8,6 @@
 
 mod cli_common;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -59,21 +58,9 @@ impl Drop for Tmpfs {
     }
 }
 
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
 /// `demix separate INPUT -o OUT --model <identity fixture> --format f32`.
-fn separate_command(input: &Path, out: &Path) -> Command {
-    let mut command = demix();
-    command
-        .arg("separate")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args([os("--format"), os("f32"), os("--model")])
-        .arg(fixture(IDENTITY));
-    command
+fn separate_identity(input: &Path, out: &Path) -> Command {
+    separate_command(input, out, Some(&fixture(IDENTITY)), "f32")
 }
 
 /// A 16 kHz stereo 16-bit WAV file of `seconds` and its bytes.
@@ -92,7 +79,7 @@ fn full_output_disk_is_a_clear_error_and_leaves_no_stem() {
     // Each f32 stem needs 640 KB; the disk holds 64 KiB.
     let disk = Tmpfs::mount("64k");
     let out = disk.path().join("out");
-    let output = separate_command(&input, &out).output().unwrap();
+    let output = separate_identity(&input, &out).output().unwrap();
     assert_clean_failure(&output, &["no space left"], &out);
     assert_eq!(std::fs::read(&input).unwrap(), before, "input changed");
 }
@@ -105,7 +92,7 @@ fn read_only_output_disk_is_a_clear_error_and_leaves_no_stem() {
     let out = disk.path().join("out");
     std::fs::create_dir(&out).unwrap();
     disk.remount_read_only();
-    let output = separate_command(&input, &out).output().unwrap();
+    let output = separate_identity(&input, &out).output().unwrap();
     assert_clean_failure(&output, &["read-only"], &out);
     assert_eq!(std::fs::read(&input).unwrap(), before, "input changed");
 }
@@ -116,7 +103,7 @@ fn interrupt_bounce(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (input, before) = input_wav(dir.path(), "long.wav", 120.0);
     let out = dir.path().join("out");
-    let mut child = separate_command(&input, &out)
+    let mut child = separate_identity(&input, &out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -226,7 +213,7 @@ fn crafted_adts_file_is_refused_without_a_panic() {
     let input = dir.path().join("crafted.aac");
     std::fs::write(&input, CRAFTED_ADTS).unwrap();
     let out = dir.path().join("out");
-    let output = separate_command(&input, &out).output().unwrap();
+    let output = separate_identity(&input, &out).output().unwrap();
     assert_clean_failure(&output, &["crafted.aac"], &out);
 }
 
@@ -244,7 +231,7 @@ fn flac_declaring_a_huge_picture_is_refused_cleanly() {
     let input = dir.path().join("picture.flac");
     std::fs::write(&input, FLAC_HUGE_PICTURE).unwrap();
     let out = dir.path().join("out");
-    let output = separate_command(&input, &out).output().unwrap();
+    let output = separate_identity(&input, &out).output().unwrap();
     assert_clean_failure(&output, &["picture.flac", "truncated or damaged"], &out);
 }
 
@@ -286,7 +273,7 @@ fn float_wav_with_huge_samples_is_separated_without_a_panic() {
         .collect();
     write_wav(&input, rate, Encoding::Float32, &[huge.clone(), huge]);
     let out = dir.path().join("out");
-    let output = separate_command(&input, &out).output().unwrap();
+    let output = separate_identity(&input, &out).output().unwrap();
     assert_success(&output);
     for stem in files_under(&out) {
         let wav = read_wav(&stem);

@@ -67,6 +67,21 @@ pub fn demix() -> Command {
     Command::new(demix_binary())
 }
 
+/// `demix separate INPUT -o OUT --format FORMAT [--model MODEL]`, ready to run.
+pub fn separate_command(input: &Path, out: &Path, model: Option<&Path>, format: &str) -> Command {
+    let mut command = demix();
+    command
+        .arg("separate")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--format", format]);
+    if let Some(model) = model {
+        command.arg("--model").arg(model);
+    }
+    command
+}
+
 /// Runs `demix` with `args` and collects its output.
 pub fn run<I, S>(args: I) -> Output
 where
