@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import soundfile as sf
@@ -44,17 +45,33 @@ def list_songs(corpus):
 
 
 def load_song(d):
+    """The song's four stems as int16 [4, 2, n]; each stem is `<source>.flac` (what the generator
+    writes) or `<source>.ogg` (a lossy copy, e.g. to move a corpus to a machine with a GPU)."""
     stems = []
     for s in SOURCES:
-        x, sr = sf.read(os.path.join(d, s + ".flac"), dtype="int16", always_2d=True)
+        path = os.path.join(d, s + ".flac")
+        if not os.path.exists(path):
+            path = os.path.join(d, s + ".ogg")
+        x, sr = sf.read(path, dtype="int16", always_2d=True)
         stems.append(x.T.copy())
     n = min(x.shape[1] for x in stems)
     return np.stack([x[:, :n] for x in stems])  # [4, 2, n] int16
 
 
+def try_load_song(d):
+    """load_song, or None (logged) when the song cannot be read."""
+    try:
+        return load_song(d)
+    except Exception as e:
+        log("load failed", d, e)
+        return None
+
+
 class Cache:
-    def __init__(self, corpus, max_songs, rng):
-        self.corpus, self.max_songs, self.rng = corpus, max_songs, rng
+    """Training songs held in memory as int16 tensors [4, 2, n] on the training device."""
+
+    def __init__(self, corpus, max_songs, rng, device):
+        self.corpus, self.max_songs, self.rng, self.device = corpus, max_songs, rng, device
         self.songs = {}
 
     def refresh(self, n_replace):
@@ -63,24 +80,30 @@ class Cache:
         self.rng.shuffle(new)
         # newest songs first get in; evict random ones when full
         add = new[:max(n_replace, self.max_songs - len(self.songs))]
-        for d in add:
+        with ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
+            loaded = list(pool.map(try_load_song, add))
+        for d, song in zip(add, loaded):
+            if song is None:
+                continue
             if len(self.songs) >= self.max_songs:
                 del self.songs[self.rng.choice(list(self.songs))]
-            try:
-                self.songs[d] = load_song(d)
-            except Exception as e:
-                log("load failed", d, e)
+            self.songs[d] = torch.from_numpy(song).to(self.device)
         self.keys = list(self.songs)
         return len(self.keys), len(all_train)
 
 
 def sample_batch(cache, rng, batch, seconds):
+    """Random training crops on the cache's device: 40 % of the examples keep one song's stems
+    together, the others remix stems from different songs; per stem a gain of -6..+3 dB, a
+    channel swap half of the time and silence 10 % of the time; the mixture peak is set to
+    -18..-0.5 dBFS. Returns the mixtures [B, 2, n] and the stems [B, 4, 2, n]."""
     n = int(seconds * SR) + CTX
-    mixes, targets = [], []
-    for _ in range(batch):
+    stems = torch.zeros(batch, 4, 2, n, device=cache.device)
+    gains = torch.empty(batch, 4)
+    levels = torch.empty(batch)
+    for b in range(batch):
         same = rng.random() < 0.4
         base = cache.songs[rng.choice(cache.keys)]
-        stems = []
         off0 = rng.randrange(max(1, base.shape[2] - n))
         for i in range(4):
             if same:
@@ -88,24 +111,21 @@ def sample_batch(cache, rng, batch, seconds):
             else:
                 src = cache.songs[rng.choice(cache.keys)]
                 off = rng.randrange(max(1, src.shape[2] - n))
-            x = src[i, :, off:off + n].astype(np.float32) / 32768.0
-            if x.shape[1] < n:
-                x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
-            g = 10 ** (rng.uniform(-6, 3) / 20)
+            x = src[i, :, off:off + n]
             if rng.random() < 0.5:
-                x = x[::-1]
-            if rng.random() < 0.1:
-                g = 0.0
-            stems.append(x * g)
-        stems = np.stack(stems)
-        if np.abs(stems).sum() == 0:
-            stems[3] = 1e-4 * np.random.randn(*stems[3].shape)
-        mix = stems.sum(0)
-        peak = np.abs(mix).max() + 1e-8
-        tgt = 10 ** (rng.uniform(-18, -0.5) / 20)
-        s = tgt / peak
-        mixes.append(mix * s); targets.append(stems * s)
-    return torch.from_numpy(np.stack(mixes)), torch.from_numpy(np.stack(targets))
+                x = x.flip(0)
+            stems[b, i, :, :x.shape[1]] = x
+            g = 10 ** (rng.uniform(-6, 3) / 20)
+            gains[b, i] = 0.0 if rng.random() < 0.1 else g / 32768.0
+        levels[b] = 10 ** (rng.uniform(-18, -0.5) / 20)
+    stems *= gains.to(cache.device)[:, :, None, None]
+    silent = stems.abs().sum(dim=(1, 2, 3)) == 0
+    if silent.any():
+        stems[silent, 3] = 1e-4 * torch.randn_like(stems[silent, 3])
+    mix = stems.sum(1)
+    peak = mix.abs().amax(dim=(1, 2)) + 1e-8
+    scale = (levels.to(cache.device) / peak)[:, None, None]
+    return mix * scale, stems * scale[:, None]
 
 
 def spectra(mix, targets):
@@ -185,9 +205,10 @@ def make_val(corpus, n_crops, seconds, seed=1234):
 def validate(net, val):
     net.eval()
     mix, tgt = val[0], val[1]
+    device = next(net.parameters()).device
     tot, sdrs, ws = 0.0, [], []
     for i in range(0, len(mix), 4):
-        X, S = spectra(mix[i:i + 4], tgt[i:i + 4])
+        X, S = spectra(mix[i:i + 4].to(device), tgt[i:i + 4].to(device))
         m = net(X.abs())
         tot += loss_fn(m, prep_targets(X, S)).item() * len(X)
         sdr, num = spec_sdr(m, X, S)
@@ -216,6 +237,7 @@ def main():
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--val-minutes", type=float, default=6.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device to train on: cpu, or cuda where a GPU is present")
     ap.add_argument("--frame-stride", type=int, default=2, help="train the head/loss on every n-th frame")
     ap.add_argument("--loss", default="sdr", choices=["sdr", "l1"])
     ap.add_argument("--warmup", type=int, default=200)
@@ -223,6 +245,7 @@ def main():
     ap.add_argument("--init", default=None, help="warm-start weights from this checkpoint (new run)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
     global LOSS, SDR_EPS
     LOSS, SDR_EPS = a.loss, a.sdr_eps
     os.makedirs(a.run, exist_ok=True)
@@ -246,8 +269,13 @@ def main():
         ck = torch.load(a.init, map_location="cpu")
         net.load_state_dict(ck["model"])
         log("warm start from", a.init)
-    log("params", count_params(net), "config", cfg, run_cfg)
-    cache = Cache(a.corpus, a.cache_songs, rng)
+    net.to(device)
+    for st in opt.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v) and k != "step":
+                st[k] = v.to(device)
+    log("params", count_params(net), "config", cfg, run_cfg, "device", device)
+    cache = Cache(a.corpus, a.cache_songs, rng, device)
     n_cached, n_train = cache.refresh(0)
     log("cache", n_cached, "of", n_train, "training songs")
     val = make_val(a.corpus, 16, 5.0)
@@ -274,7 +302,7 @@ def main():
         mix, tgt = sample_batch(cache, rng, a.batch, a.seconds)
         X, S = spectra(mix, tgt)
         # masks + loss on every other frame (random phase): the head and the loss dominate the cost
-        sel = torch.arange(rng.randrange(a.frame_stride), X.shape[-1], a.frame_stride)
+        sel = torch.arange(rng.randrange(a.frame_stride), X.shape[-1], a.frame_stride, device=device)
         m = net(X.abs(), sel)
         loss = loss_fn(m, prep_targets(X[..., sel], S[..., sel]))
         opt.zero_grad()
