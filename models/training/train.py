@@ -255,7 +255,8 @@ def main():
     else:
         cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
     run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride}
-    net = build_net(cfg)
+    # On the device before the optimiser exists: a resumed optimiser state follows its parameters.
+    net = build_net(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     state = {"step": 0, "train_seconds": 0.0, "best": 1e9, "history": []}
     last = os.path.join(a.run, "last.pt")
@@ -269,11 +270,6 @@ def main():
         ck = torch.load(a.init, map_location="cpu")
         net.load_state_dict(ck["model"])
         log("warm start from", a.init)
-    net.to(device)
-    for st in opt.state.values():
-        for k, v in st.items():
-            if torch.is_tensor(v) and k != "step":
-                st[k] = v.to(device)
     log("params", count_params(net), "config", cfg, run_cfg, "device", device)
     cache = Cache(a.corpus, a.cache_songs, rng, device)
     n_cached, n_train = cache.refresh(0)
