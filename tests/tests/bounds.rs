@@ -69,7 +69,10 @@ fn rates_from_8_to_192_khz_keep_length_and_stems_sum_to_the_input() {
     let out = dir.path().join("out");
     for rate in [8_000, 22_050, 192_000] {
         let (name, path, input) = rate_input(dir.path(), rate);
-        let output = separate_command(&path, &out, None, "f32").output().unwrap();
+        let output = separate_command(&[&path], &out, None)
+            .args(["--format", "f32"])
+            .output()
+            .unwrap();
         assert_success(&output);
         let track = out.join(&name);
         let stems = names_in(&track);
@@ -98,7 +101,8 @@ fn a_16_khz_model_passes_its_band_from_8_to_192_khz_hosts() {
     let out = dir.path().join("out");
     for rate in [8_000, 22_050, 192_000] {
         let (name, path, input) = rate_input(dir.path(), rate);
-        let output = separate_command(&path, &out, Some(&fixture(IDENTITY)), "f32")
+        let output = separate_command(&[&path], &out, Some(&fixture(IDENTITY)))
+            .args(["--format", "f32"])
             .output()
             .unwrap();
         assert_success(&output);
@@ -137,7 +141,8 @@ fn mono_stereo_and_six_channel_inputs_are_handled() {
             Encoding::Float32,
             &vec![tone.clone(); channels],
         );
-        let output = separate_command(&path, &out, Some(&fixture(IDENTITY)), "f32")
+        let output = separate_command(&[&path], &out, Some(&fixture(IDENTITY)))
+            .args(["--format", "f32"])
             .output()
             .unwrap();
         assert_success(&output);
@@ -229,7 +234,8 @@ fn rss_short_and_long(model: Option<&Path>, short_s: usize, long_s: usize) -> (u
         let input = dir.path().join(format!("len{seconds}.wav"));
         write_long_wav(&input, seconds);
         let out = dir.path().join(format!("out{seconds}"));
-        let command = separate_command(&input, &out, model, "wav16");
+        let mut command = separate_command(&[&input], &out, model);
+        command.args(["--format", "wav16"]);
         peaks.push(peak_rss(command, &dir.path().join("log.txt")));
         let stems = files_under(&out);
         assert!(!stems.is_empty(), "no stems written");

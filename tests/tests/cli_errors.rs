@@ -11,21 +11,21 @@ use std::process::Output;
 use cli_common::*;
 
 const RATE: u32 = 16_000;
+const IDENTITY: &str = "identity_stateful.onnx";
 
 /// Runs `demix separate INPUT -o OUT --model <identity fixture> EXTRA…`.
 fn separate(input: &Path, out: &Path, extra: &[&OsStr]) -> Output {
-    let model = fixture("identity_stateful.onnx");
-    let mut args = vec![
-        OsStr::new("separate"),
-        input.as_os_str(),
-        OsStr::new("-o"),
-        out.as_os_str(),
-    ];
-    if !extra.iter().any(|a| *a == "--model") {
-        args.extend([OsStr::new("--model"), model.as_os_str()]);
-    }
-    args.extend_from_slice(extra);
-    demix().args(args).output().expect("demix runs")
+    separate_command(&[input], out, Some(&fixture(IDENTITY)))
+        .args(extra)
+        .output()
+        .expect("demix runs")
+}
+
+/// Runs `demix separate INPUT -o OUT --model MODEL`.
+fn separate_with_model(input: &Path, out: &Path, model: &Path) -> Output {
+    separate_command(&[input], out, Some(model))
+        .output()
+        .expect("demix runs")
 }
 
 /// A valid 16 kHz stereo 16-bit WAV file of `frames` samples.
@@ -140,13 +140,7 @@ fn one_bad_input_stops_the_whole_batch_before_any_work() {
     let bad = dir.path().join("bad.wav");
     std::fs::File::create(&bad).unwrap();
     let out = dir.path().join("out");
-    let output = demix()
-        .arg("separate")
-        .args([&good, &bad])
-        .arg("-o")
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("identity_stateful.onnx"))
+    let output = separate_command(&[&good, &bad], &out, Some(&fixture(IDENTITY)))
         .output()
         .unwrap();
     assert_clean_failure(&output, &["bad.wav"], &out);
@@ -158,7 +152,7 @@ fn model_contradicting_its_manifest_is_rejected() {
     let input = good_wav(dir.path(), "song.wav", 5_000);
     let out = dir.path().join("out");
     let model = fixture("bad_bins.onnx");
-    let output = separate(&input, &out, &[OsStr::new("--model"), model.as_os_str()]);
+    let output = separate_with_model(&input, &out, &model);
     // The manifest promises 33 bins, the graph's input `mix` takes 30.
     assert_clean_failure(&output, &["mix", "33", "30"], &out);
 }
@@ -169,7 +163,7 @@ fn missing_model_file_is_rejected() {
     let input = good_wav(dir.path(), "song.wav", 5_000);
     let out = dir.path().join("out");
     let model = dir.path().join("nowhere.onnx");
-    let output = separate(&input, &out, &[OsStr::new("--model"), model.as_os_str()]);
+    let output = separate_with_model(&input, &out, &model);
     assert_clean_failure(&output, &["nowhere.onnx"], &out);
 }
 
@@ -200,15 +194,8 @@ fn garbage_onnx_runtime_libraries_are_reported() {
     let out = dir.path().join("out");
     let garbage = dir.path().join("libonnxruntime.so");
     std::fs::write(&garbage, noise_bytes(4096)).unwrap();
-    let model = fixture("identity_stateful.onnx");
-    let output = demix()
+    let output = separate_command(&[&input], &out, Some(&fixture(IDENTITY)))
         .env("ORT_DYLIB_PATH", &garbage)
-        .arg("separate")
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .arg("--model")
-        .arg(&model)
         .arg("--ort-library")
         .arg(&garbage)
         .output()
@@ -224,14 +211,8 @@ fn unusable_ort_dylib_path_is_warned_about() {
     let garbage = dir.path().join("libonnxruntime.so");
     std::fs::write(&garbage, noise_bytes(4096)).unwrap();
     // Without --ort-library the search goes on to the next places and finds the real library.
-    let output = demix()
+    let output = separate_command(&[&input], &out, Some(&fixture(IDENTITY)))
         .env("ORT_DYLIB_PATH", &garbage)
-        .arg("separate")
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("identity_stateful.onnx"))
         .output()
         .unwrap();
     assert_success(&output);

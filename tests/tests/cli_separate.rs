@@ -3,17 +3,12 @@
 
 mod cli_common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 
 use cli_common::*;
 
 const IDENTITY: &str = "identity_stateful.onnx";
 const IDENTITY_RATE: u32 = 16_000;
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
 
 /// Runs `demix separate INPUTS -o OUT --model FIXTURE --format f32 EXTRA…`.
 fn separate_with(
@@ -22,14 +17,11 @@ fn separate_with(
     out: &Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut args = vec![os("separate")];
-    args.extend(inputs.iter().map(|p| p.as_os_str()));
-    args.extend([os("-o"), out.as_os_str(), os("--format"), os("f32")]);
-    if let Some(model) = model {
-        args.extend([os("--model"), model.as_os_str()]);
-    }
-    args.extend(extra.iter().map(|s| os(s)));
-    run(args)
+    separate_command(inputs, out, model)
+        .args(["--format", "f32"])
+        .args(extra)
+        .output()
+        .expect("demix runs")
 }
 
 /// Checks one stem's shape against the input's.

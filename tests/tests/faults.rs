@@ -60,7 +60,9 @@ impl Drop for Tmpfs {
 
 /// `demix separate INPUT -o OUT --model <identity fixture> --format f32`.
 fn separate_identity(input: &Path, out: &Path) -> Command {
-    separate_command(input, out, Some(&fixture(IDENTITY)), "f32")
+    let mut command = separate_command(&[input], out, Some(&fixture(IDENTITY)));
+    command.args(["--format", "f32"]);
+    command
 }
 
 /// A 16 kHz stereo 16-bit WAV file of `seconds` and its bytes.
@@ -185,13 +187,7 @@ fn garbage_and_truncated_model_files_are_clear_errors() {
         let model = dir.path().join(name);
         std::fs::write(&model, bytes).unwrap();
         let out = dir.path().join(format!("out-{name}"));
-        let output = demix()
-            .arg("separate")
-            .arg(&input)
-            .arg("-o")
-            .arg(&out)
-            .arg("--model")
-            .arg(&model)
+        let output = separate_command(&[&input], &out, Some(&model))
             .output()
             .unwrap();
         assert_clean_failure(&output, &[name], &out);

@@ -9,7 +9,9 @@ mod cli_common;
 
 use std::path::{Path, PathBuf};
 
-use cli_common::{assert_success, demix, read_wav, stderr, write_wav, Encoding, Wav};
+use cli_common::{
+    assert_success, demix, read_wav, separate_command, stderr, write_wav, Encoding, Wav,
+};
 use realfft::num_complex::Complex;
 use realfft::RealFftPlanner;
 
@@ -433,13 +435,8 @@ fn separate(dir: &Path, config: &MdxConfig, graph: &[u8]) -> (Vec<Vec<f32>>, Vec
     let input = dir.join("song.wav");
     let signal = write_wav(&input, 44_100, Encoding::Float32, &clip(44_100, 110_000));
     let out = dir.join("out");
-    let output = demix()
-        .arg("separate")
-        .arg(&input)
-        .arg("--model")
-        .arg(&model)
-        .args(["--format", "f32", "--output"])
-        .arg(&out)
+    let output = separate_command(&[&input], &out, Some(&model))
+        .args(["--format", "f32"])
         .output()
         .expect("demix runs");
     assert_success(&output);
@@ -512,13 +509,7 @@ fn assert_refused(dir: &Path, model: &Path, needles: &[&str]) {
     let input = dir.join("song.wav");
     write_wav(&input, 44_100, Encoding::Float32, &clip(44_100, 4_410));
     let out = dir.join("out");
-    let output = demix()
-        .arg("separate")
-        .arg(&input)
-        .arg("--model")
-        .arg(model)
-        .arg("--output")
-        .arg(&out)
+    let output = separate_command(&[&input], &out, Some(model))
         .output()
         .expect("demix runs");
     let text = stderr(&output);

@@ -7,7 +7,7 @@ mod cli_common;
 
 use std::path::{Path, PathBuf};
 
-use cli_common::{assert_success, demix, read_wav, stderr, workspace};
+use cli_common::{assert_success, demix, read_wav, separate_command, stderr, workspace};
 
 /// The model's targets, in manifest order.
 const TARGETS: [&str; 4] = ["vocals", "drums", "bass", "other"];
@@ -40,13 +40,8 @@ fn sdr(reference: &[Vec<f32>], estimate: &[Vec<f32>]) -> f64 {
 /// folder holding the stems.
 fn separate(model: &Path, out: &Path) -> PathBuf {
     let clip = fixtures().join("clip.wav");
-    let output = demix()
-        .arg("separate")
-        .arg(&clip)
-        .arg("--model")
-        .arg(model)
-        .args(["--format", "f32", "--output"])
-        .arg(out)
+    let output = separate_command(&[&clip], out, Some(model))
+        .args(["--format", "f32"])
         .output()
         .expect("demix runs");
     assert_success(&output);
@@ -137,13 +132,7 @@ shape = [4, 3, 1, 16]
 "#;
     std::fs::write(dir.path().join("umx.demix.toml"), sidecar).expect("write sidecar");
     let out = dir.path().join("out");
-    let output = demix()
-        .arg("separate")
-        .arg(fixtures().join("clip.wav"))
-        .arg("--model")
-        .arg(&model)
-        .arg("--output")
-        .arg(&out)
+    let output = separate_command(&[&fixtures().join("clip.wav")], &out, Some(&model))
         .output()
         .expect("demix runs");
     let text = stderr(&output);

@@ -67,15 +67,11 @@ pub fn demix() -> Command {
     Command::new(demix_binary())
 }
 
-/// `demix separate INPUT -o OUT --format FORMAT [--model MODEL]`, ready to run.
-pub fn separate_command(input: &Path, out: &Path, model: Option<&Path>, format: &str) -> Command {
+/// `demix separate INPUTS… -o OUT [--model MODEL]`, ready for more arguments (`--format`,
+/// environment) and to run.
+pub fn separate_command(inputs: &[&Path], out: &Path, model: Option<&Path>) -> Command {
     let mut command = demix();
-    command
-        .arg("separate")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--format", format]);
+    command.arg("separate").args(inputs).arg("-o").arg(out);
     if let Some(model) = model {
         command.arg("--model").arg(model);
     }
