@@ -65,22 +65,23 @@ fn main() {
 
     let mut main = vec![vec![0.0f32; BLOCK]; 2];
     let mut aux = vec![vec![vec![0.0f32; BLOCK]; 2]; SLOTS];
+    // The host's buffers, set up once: nothing is allocated between blocks.
+    let mut main_refs: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[..]).collect();
+    let mut aux_channels: Vec<Vec<&mut [f32]>> = aux
+        .iter_mut()
+        .map(|bus| bus.iter_mut().map(|c| &mut c[..]).collect())
+        .collect();
+    let mut aux_refs: Vec<&mut [&mut [f32]]> =
+        aux_channels.iter_mut().map(|b| &mut b[..]).collect();
     let worker_cpu_start = thread_cpu(WORKER_THREAD);
     let started = Instant::now();
     let plugin = paced(blocks, budget, |block, stopwatch| {
         let offset = block * BLOCK % clip[0].len().max(1);
-        for (out, channel) in main.iter_mut().zip(&clip) {
+        for (out, channel) in main_refs.iter_mut().zip(&clip) {
             for (i, x) in out.iter_mut().enumerate() {
                 *x = channel[(offset + i) % channel.len()];
             }
         }
-        let mut main_refs: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[..]).collect();
-        let mut aux_blocks: Vec<Vec<&mut [f32]>> = aux
-            .iter_mut()
-            .map(|bus| bus.iter_mut().map(|c| &mut c[..]).collect())
-            .collect();
-        let mut aux_refs: Vec<&mut [&mut [f32]]> =
-            aux_blocks.iter_mut().map(|b| &mut b[..]).collect();
         stopwatch.time(|| processor.process(&mut main_refs, &mut aux_refs, &settings));
     });
     let wall = started.elapsed().as_secs_f64();
