@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "MODEL_CARD.md")))
     ap.add_argument("--notes", default="")
     ap.add_argument("--notes-file", default=None)
-    ap.add_argument("--trained-on", default=None, help="where the last run trained (default: the build machine's CPU)")
+    ap.add_argument("--trained-on", default=None, help="where the last run trained (default: the build machine's CPU; unused for averaged weights)")
     a = ap.parse_args()
     rep = json.load(open(a.report or os.path.join(a.run, "export_report.json")))
     ev = json.load(open(a.eval or os.path.join(a.run, "eval.json")))
@@ -107,8 +107,14 @@ def main():
         w("- architecture (`Net` in model.py): log1p(1000·|X|) + learned per-bin normalisation → linear 2×1025 → %d (LayerNorm, GELU) → depthwise-separable conv over frames m−2 … m+%d (residual) → %d minGRU blocks (input-gated linear recurrence, hidden %d, each with an MLP, residual) → linear head to 4 × 1025 logits shared by both channels + a per-(source, channel, bin) affine term of that channel's normalised log-magnitude → softmax over sources" % (cfg.get("hidden", 256), L, cfg.get("layers", 2), cfg.get("hidden", 256)))
     w("- loss: negative spectral SDR per (example, source) with the mixture phase, eps = 0.025 × mixture energy (`train.py --loss sdr`); masks/loss on every frame, or on every other frame (random phase) for speed (`--frame-stride`; per run in the training history below)")
     w("- optimiser: Adam with warm-up and a cosine decay over each run's training-time budget; gradient clipping 5; batch and crop length per run in the training history below")
-    w("- last run: **%d steps, %.1f minutes** of training time on %s, checkpoint `%s`" % (
-        st.get("step", 0), st.get("train_seconds", 0) / 60, a.trained_on or "2 shared CPU cores (Debian `python3-torch` %s)" % torch.__version__, os.path.relpath(rep["checkpoint"], os.path.join(HERE, ".."))))
+    parts = ck.get("state", {}).get("averaged_from")
+    if parts:
+        w("- weights: the uniform average (`average_checkpoints.py`) of %s; checkpoint `%s`" % (
+            " and ".join("`%s` (%d steps, %.1f minutes of training time)" % (p["path"], p["step"], p["train_minutes"]) for p in parts),
+            os.path.relpath(rep["checkpoint"], os.path.join(HERE, ".."))))
+    else:
+        w("- last run: **%d steps, %.1f minutes** of training time on %s, checkpoint `%s`" % (
+            st.get("step", 0), st.get("train_seconds", 0) / 60, a.trained_on or "2 shared CPU cores (Debian `python3-torch` %s)" % torch.__version__, os.path.relpath(rep["checkpoint"], os.path.join(HERE, ".."))))
     if hist:
         h = hist[-1]
         w("- last validation (held-out synthetic songs, 16 crops × 5 s, spectral SDR with mixture phase): step %d, loss %.4f, %s" % (
