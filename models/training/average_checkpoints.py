@@ -30,9 +30,8 @@ def main():
     model = {name: sum(ck["model"][name].float() for ck in parts) / len(parts) for name in parts[0]["model"]}
     origin = [{"path": os.path.relpath(p), "step": ck.get("state", {}).get("step", 0),
                "train_minutes": ck.get("state", {}).get("train_seconds", 0.0) / 60} for p, ck in zip(paths, parts)]
-    state = {"step": 0, "train_seconds": 0.0, "best": 1e9, "history": [], "averaged_from": origin}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save({"model": model, "cfg": cfg, "state": state}, out + ".tmp")
+    torch.save({"model": model, "cfg": cfg, "state": {"averaged_from": origin}}, out + ".tmp")
     os.replace(out + ".tmp", out)
     print("wrote %s: the mean of %s" % (out, ", ".join(paths)))
 
