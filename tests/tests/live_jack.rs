@@ -13,10 +13,10 @@ mod cli_common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cli_common::{read_wav, workspace};
+use cli_common::{demix_release_binary, read_wav, separate_command_of};
 
 const RATE: usize = 48_000;
 /// Frames the test client can capture (demix runs at most this long).
@@ -25,41 +25,6 @@ const CAPTURE_SECONDS: usize = 45;
 /// JACK's client library finds the server through $JACK_DEFAULT_SERVER, which is process-wide:
 /// the tests here take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The optimised `demix` binary, built once per test process.
-fn demix_release() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let target_dir = exe
-            .ancestors()
-            .nth(3)
-            .expect("test executable lives in <target>/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "-p",
-                "demix",
-                "--bin",
-                "demix",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo build --release -p demix failed");
-        let binary = target_dir
-            .join("release")
-            .join(format!("demix{}", std::env::consts::EXE_SUFFIX));
-        assert!(binary.exists(), "{} was not built", binary.display());
-        binary
-    })
-}
 
 /// Makes sure `jackd` exists: installs Debian's `jackd2` when running as root, fails with the
 /// fix otherwise.
@@ -333,7 +298,7 @@ fn clicks(frames: usize, period: usize) -> Vec<[f32; 2]> {
 /// Starts `demix live` on the current JACK server for `seconds`, with `extra` arguments.
 fn spawn_demix(seconds: u32, extra: &[&str], log: &Path) -> Child {
     let log_file = std::fs::File::create(log).expect("demix log");
-    Command::new(demix_release())
+    Command::new(demix_release_binary())
         .args(["live", "--host", "jack", "--no-tui", "--duration"])
         .arg(seconds.to_string())
         .args(extra)
@@ -464,11 +429,8 @@ fn thirty_seconds_live_through_jack_match_the_offline_separation() {
 
     // The live stems equal the offline separation of the same input, latency aligned.
     let offline = dir.path().join("offline");
-    let output = Command::new(demix_release())
-        .arg("separate")
-        .arg(record.join("input.wav"))
-        .arg("-o")
-        .arg(&offline)
+    let input = record.join("input.wav");
+    let output = separate_command_of(demix_release_binary(), &[&input], &offline, None)
         .args(["--format", "f32"])
         .output()
         .expect("demix separate runs");

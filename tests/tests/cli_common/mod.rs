@@ -25,41 +25,57 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn demix_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        // This test runs from <target>/<profile>/deps/; the binary goes to <target>/<profile>/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in <target>/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        // This test runs from <target>/<profile dir>/deps/; "debug" is the dev profile's dir.
+        let profile = match test_profile_dir().file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => "dev".to_string(),
             Some(other) => other.to_string(),
         };
-        let target_dir = profile_dir
-            .parent()
-            .expect("profile dir is inside the target dir");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "demix",
-                "--bin",
-                "demix",
-                "--profile",
-                &profile,
-            ])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo build -p demix failed");
-        let binary = profile_dir.join(format!("demix{}", std::env::consts::EXE_SUFFIX));
-        assert!(binary.exists(), "{} was not built", binary.display());
-        binary
+        build_demix(&profile)
     })
+}
+
+/// The optimised `demix` binary (`--release` whatever this test's profile), built once per test
+/// process; for tests that need real-time speed.
+pub fn demix_release_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_demix("release"))
+}
+
+/// `<target>/<profile dir>` of the running test executable.
+fn test_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(2)
+        .expect("test executable lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Builds `demix` with `cargo build -p demix --profile PROFILE` into this test's target dir and
+/// returns the binary's path.
+fn build_demix(profile: &str) -> PathBuf {
+    let target_dir = test_profile_dir()
+        .parent()
+        .expect("profile dir is inside the target dir")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--quiet", "-p", "demix", "--bin", "demix"])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo build -p demix --profile {profile} failed"
+    );
+    let profile_dir = if profile == "dev" { "debug" } else { profile };
+    let binary = target_dir
+        .join(profile_dir)
+        .join(format!("demix{}", std::env::consts::EXE_SUFFIX));
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
 }
 
 /// A `demix` command ready to run.
@@ -70,7 +86,17 @@ pub fn demix() -> Command {
 /// `demix separate INPUTS… -o OUT [--model MODEL]`, ready for more arguments (`--format`,
 /// environment) and to run.
 pub fn separate_command(inputs: &[&Path], out: &Path, model: Option<&Path>) -> Command {
-    let mut command = demix();
+    separate_command_of(demix_binary(), inputs, out, model)
+}
+
+/// [`separate_command`] for a given `demix` binary (for example [`demix_release_binary`]).
+pub fn separate_command_of(
+    binary: &Path,
+    inputs: &[&Path],
+    out: &Path,
+    model: Option<&Path>,
+) -> Command {
+    let mut command = Command::new(binary);
     command.arg("separate").args(inputs).arg("-o").arg(out);
     if let Some(model) = model {
         command.arg("--model").arg(model);
