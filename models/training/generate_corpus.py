@@ -8,7 +8,10 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
   pretty_midi band (drum patterns, bass lines, pads/comping/arpeggios/lead instruments); tracks are
   split into drums (drum channel), bass (Bass/Walk tracks, programs 32-39) and other (the rest);
 * rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb (and the avldrums kits when installed),
-  random FluidSynth reverb/chorus, random program substitutions;
+  random FluidSynth reverb/chorus, random program substitutions; or (20-30 % of stems) an
+  oscillator synth (band-limited saw/pulse, triangle, sine, 2-operator FM, detuned saws with ADSR,
+  vibrato and low-pass; a synthetic drum kit), sometimes through a lo-fi sampler (sample-and-hold,
+  6-12 bit quantisation); --no-synth turns both off;
 * vocals: a procedural formant singing synthesizer (band-limited glottal pulse train, spectral
   tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals,
   vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale), optional
@@ -24,6 +27,7 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
 
 Usage: generate_corpus.py --out work/corpus --songs 200 [--seed 1] [--worker 0 --workers 1]
                           [--vocal-kind auto|formant|sinsy|speech|speech_espeak|speech_festival] [--no-speech]
+                          [--no-synth]
 Resumable: songs that already exist are skipped.
 """
 import argparse
@@ -959,6 +963,196 @@ def speech_voice(notes, dur, rng, tmp, engine=None, cache=None):
     return (y / pk).astype(np.float32), kind, voice
 
 
+# ----------------------------------------------------------------------------- oscillator synth
+# An alternative to FluidSynth for drums/bass/other: every instrument of the stem's MIDI gets one
+# random oscillator patch (band-limited saw/pulse, triangle, sine, 2-operator FM, detuned saws;
+# ADSR, vibrato, a low-pass per note), drums get one synthetic kit (pitch-swept sine kicks and
+# toms, noise snares, metallic/noise hats and cymbals).  Synthesizer and chip-style timbres are
+# common in real music and absent from General-MIDI soundfonts.
+SYNTH_PROBABILITY = {"drums": 0.2, "bass": 0.3, "other": 0.3}
+LOFI_PROBABILITY = {"synth": 0.35, "fluidsynth": 0.08}
+
+
+def polyblep(t, dt):
+    """Band-limiting correction for a unit downward step of a phase ramp at phase 0."""
+    r = np.zeros_like(t)
+    a = t < dt
+    x = t[a] / dt[a]
+    r[a] = x + x - x * x - 1
+    b = t > 1 - dt
+    x = (t[b] - 1) / dt[b]
+    r[b] = x * x + x + x + 1
+    return r
+
+
+def random_patch(rng, stem):
+    """One instrument's oscillator settings."""
+    pad = stem == "other" and rng.random() < 0.3
+    return {"shape": rng.choice(["saw", "pulse", "pulse", "triangle", "sine", "fm", "supersaw"]
+                                if stem == "other" else ["saw", "pulse", "triangle", "sine", "fm"]),
+            "pw": rng.choice([0.5, 0.25, 0.125, rng.uniform(0.1, 0.5)]),
+            "fm_ratio": rng.choice([1, 2, 3, 0.5]), "fm_index": rng.uniform(0.5, 6.0),
+            "detune": rng.uniform(0.003, 0.02),
+            "attack": rng.uniform(0.1, 0.6) if pad else rng.uniform(0.001, 0.03),
+            "decay": rng.uniform(0.05, 0.8), "sustain": rng.uniform(0.2, 1.0),
+            "release": rng.uniform(0.2, 0.8) if pad else rng.uniform(0.01, 0.25),
+            "vibrato": rng.uniform(0.05, 0.3) if rng.random() < 0.3 else 0.0, "vib_rate": rng.uniform(4, 7),
+            "cutoff": rng.uniform(2, 30) if rng.random() < 0.6 else None,
+            "octave": 0 if stem != "bass" else rng.choice([0, 0, 12, -12])}
+
+
+def synth_note(pitch, seconds, velocity, patch, rng):
+    """One note as a mono float array (held `seconds`, then the release)."""
+    n_on = max(1, int(seconds * SR)); n = n_on + int(patch["release"] * SR)
+    t = np.arange(n) / SR
+    f0 = 440.0 * 2 ** ((pitch + patch["octave"] - 69) / 12)
+    freq = np.full(n, f0)
+    if patch["vibrato"]:
+        freq *= 2 ** (patch["vibrato"] / 12 * np.sin(2 * np.pi * patch["vib_rate"] * t) * np.clip(t / 0.3, 0, 1))
+    dt = np.minimum(freq / SR, 0.45)
+
+    def ramp(f):
+        return (rng.random() + np.cumsum(f)) % 1.0
+
+    shape = patch["shape"]
+    if shape in ("saw", "supersaw"):
+        y = np.zeros(n)
+        for d in ((0.0,) if shape == "saw" else (-patch["detune"], 0.0, patch["detune"])):
+            ph = ramp(dt * (1 + d))
+            y += 2 * ph - 1 - polyblep(ph, dt * (1 + d))
+    elif shape == "pulse":
+        ph = ramp(dt)
+        y = np.where(ph < patch["pw"], 1.0, -1.0) + polyblep(ph, dt) - polyblep((ph - patch["pw"]) % 1.0, dt)
+    elif shape == "triangle":
+        y = 4 * np.abs(ramp(dt) - 0.5) - 1
+    elif shape == "sine":
+        y = np.sin(2 * np.pi * ramp(dt))
+    else:
+        ph = ramp(dt)
+        index = patch["fm_index"] * np.exp(-t / max(0.05, patch["decay"] * 2))
+        y = np.sin(2 * np.pi * ph + index * np.sin(2 * np.pi * ((ph * patch["fm_ratio"]) % 1.0)))
+    a = max(1, int(patch["attack"] * SR)); d = max(1, int(patch["decay"] * SR))
+    env = np.full(n, patch["sustain"])
+    env[:min(a, n)] = np.linspace(0, 1, a)[:n]
+    if a < n:
+        k = min(d, n - a)
+        env[a:a + k] = patch["sustain"] + (1 - patch["sustain"]) * np.exp(-np.arange(k) / (d / 4))
+    held = env[min(n_on, n) - 1]
+    env[n_on:] = held * np.exp(-np.arange(n - n_on) / max(1.0, (n - n_on) / 5))
+    y = y * env * (velocity / 127.0) ** 1.5
+    if patch["cutoff"] is not None:
+        fc = min(0.45 * SR, f0 * patch["cutoff"])
+        y = sps.lfilter(*sps.butter(2, fc, "low", fs=SR), y)
+    return y
+
+
+def drum_kit(rng):
+    """A synthetic kit: one sound per drum class (a mono array each)."""
+    def noise(n):
+        return np.random.default_rng(rng.randrange(1 << 30)).normal(0, 1, n)
+
+    def decay(n, tau):
+        return np.exp(-np.arange(n) / (tau * SR))
+
+    def swept_sine(f_hi, f_lo, sweep, tau, seconds):
+        n = int(seconds * SR); t = np.arange(n) / SR
+        f = f_lo + (f_hi - f_lo) * np.exp(-t / sweep)
+        return np.sin(2 * np.pi * np.cumsum(f) / SR) * decay(n, tau)
+
+    def band(x, lo, hi):
+        return sps.sosfilt(sps.butter(2, [lo, min(hi, 0.45 * SR)], "band", fs=SR, output="sos"), x)
+
+    def high(x, fc):
+        return sps.sosfilt(sps.butter(2, fc, "high", fs=SR, output="sos"), x)
+
+    def metallic(seconds, tau):
+        n = int(seconds * SR); t = np.arange(n) / SR
+        base = rng.uniform(250, 450)
+        y = sum(np.sign(np.sin(2 * np.pi * base * r * t)) for r in (1.0, 1.48, 1.65, 2.05, 2.52, 2.88))
+        return high(y, 6000) * decay(n, tau)
+
+    kick = swept_sine(rng.uniform(120, 260), rng.uniform(40, 65), rng.uniform(0.01, 0.06), rng.uniform(0.08, 0.4), 0.7)
+    kick[:200] += noise(200) * rng.uniform(0, 0.5) * decay(200, 0.001)
+    n_sn = int(0.4 * SR); sn_tau = rng.uniform(0.05, 0.2)
+    snare = (band(noise(n_sn), rng.uniform(800, 2500), rng.uniform(5000, 12000)) * decay(n_sn, sn_tau)
+             + rng.uniform(0.2, 0.8) * swept_sine(rng.uniform(200, 300), rng.uniform(150, 200), 0.02, 0.05, 0.4))
+    metal_hats = rng.random() < 0.5
+    closed = metallic(0.2, rng.uniform(0.01, 0.04)) if metal_hats else high(noise(int(0.2 * SR)), rng.uniform(5000, 9000)) * decay(int(0.2 * SR), rng.uniform(0.01, 0.04))
+    open_ = metallic(0.8, rng.uniform(0.1, 0.3)) if metal_hats else high(noise(int(0.8 * SR)), rng.uniform(5000, 9000)) * decay(int(0.8 * SR), rng.uniform(0.1, 0.3))
+    n_cy = int(2.0 * SR)
+    cymbal = high(noise(n_cy), rng.uniform(3000, 7000)) * decay(n_cy, rng.uniform(0.3, 0.9))
+    perc = band(noise(int(0.15 * SR)), 1500, 6000) * decay(int(0.15 * SR), 0.02)
+    tom_tau = rng.uniform(0.1, 0.35)
+    kit = {"kick": kick, "snare": snare, "closed": closed, "open": open_, "cymbal": cymbal, "perc": perc}
+    return {k: v / (np.abs(v).max() + 1e-9) for k, v in kit.items()}, tom_tau, swept_sine
+
+
+def drum_class(note):
+    if note in (35, 36):
+        return "kick"
+    if note in (37, 38, 39, 40):
+        return "snare"
+    if note in (42, 44, 70, 69, 54):
+        return "closed"
+    if note == 46:
+        return "open"
+    if note in (49, 51, 52, 53, 55, 57, 59):
+        return "cymbal"
+    if note in (41, 43, 45, 47, 48, 50):
+        return "tom"
+    return "perc"
+
+
+def synth_render(mid, stem, rng, tmp):
+    """Render a stem's MIDI file with the oscillator synth: stereo float array [n, 2]."""
+    import pretty_midi as pm
+    m = pm.PrettyMIDI(mid)
+    end = m.get_end_time() + 3.0
+    out = np.zeros((int(end * SR) + 1, 2))
+    kit = drum_kit(rng) if stem == "drums" else None
+    for inst in m.instruments:
+        if not inst.notes:
+            continue
+        track = np.zeros(len(out))
+        patch = random_patch(rng, stem) if kit is None else None
+        for note in inst.notes:
+            if kit is not None:
+                sounds, tom_tau, swept_sine = kit
+                cls = drum_class(note.pitch)
+                if cls == "tom":
+                    f = 440.0 * 2 ** ((note.pitch - 69) / 12)
+                    y = swept_sine(f * 1.6, f, 0.03, tom_tau, 0.6)
+                else:
+                    y = sounds[cls]
+                y = y * (note.velocity / 127.0) ** 1.5
+            else:
+                y = synth_note(note.pitch, note.end - note.start, note.velocity, patch, rng)
+            i = int(note.start * SR)
+            k = min(len(y), len(track) - i)
+            if k > 0:
+                track[i:i + k] += y[:k]
+        peak = np.abs(track).max()
+        if peak > 0:
+            out += pan_stereo(track / peak * rng.uniform(0.4, 1.0), rng)
+    if rng.random() < 0.3:
+        out = sox_reverb(out.astype(np.float32), rng, tmp)
+    return out.astype(np.float32)
+
+
+def lofi(x, rng):
+    """Retro sampler character: sample-and-hold to a low rate (no anti-aliasing) and coarse
+    quantisation, as in 8-bit samplers and trackers."""
+    hold = rng.choice([2, 2, 3, 4, 5, 6])
+    y = np.repeat(x[::hold], hold, axis=0)[:len(x)]
+    bits = rng.choice([6, 7, 8, 8, 10, 12])
+    peak = np.abs(y).max() + 1e-9
+    q = 2.0 ** (bits - 1)
+    y = np.round(y / peak * q) / q * peak
+    if rng.random() < 0.5:
+        y = sps.sosfilt(sps.butter(2, SR / hold * 0.45, "low", fs=SR, output="sos"), y, axis=0)
+    return y.astype(np.float32)
+
+
 def sox_reverb(x, rng, tmp):
     """x: [n, 2] -> reverberated stereo via sox."""
     a = os.path.join(tmp, "rv_in.wav"); b = os.path.join(tmp, "rv_out.wav")
@@ -1035,9 +1229,18 @@ def make_song(song_dir, seed):
             t_offset = 0.0
             meta.update(source="procedural")
         for s in ("drums", "bass", "other"):
-            font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS) if (s == "drums" and avl) else rng.choice(GM_FONTS))
-            stems[s] = render_midi(paths[s], os.path.join(tmp, s + ".wav"), font, rng)
-            meta[s + "_font"] = os.path.basename(font)
+            if SYNTH and rng.random() < SYNTH_PROBABILITY[s]:
+                stems[s] = synth_render(paths[s], s, rng, tmp)
+                meta[s + "_font"] = "oscillators"
+                renderer = "synth"
+            else:
+                font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS) if (s == "drums" and avl) else rng.choice(GM_FONTS))
+                stems[s] = render_midi(paths[s], os.path.join(tmp, s + ".wav"), font, rng)
+                meta[s + "_font"] = os.path.basename(font)
+                renderer = "fluidsynth"
+            if SYNTH and rng.random() < LOFI_PROBABILITY[renderer]:
+                stems[s] = lofi(stems[s], rng)
+                meta[s + "_lofi"] = True
         dur = nbars * bar + t_offset + 1.0
         n = int(dur * SR)
         # ---- vocals
@@ -1137,6 +1340,7 @@ HAVE_ESPEAK = False
 ESPEAK_VARIANTS = []
 FESTIVAL_VOICES_OK = []
 VOCAL_KIND = "auto"
+SYNTH = True
 
 
 def cpu_seconds():
@@ -1146,7 +1350,7 @@ def cpu_seconds():
 
 
 def main():
-    global GROOVES, HAVE_SINSY, HAVE_ESPEAK, ESPEAK_VARIANTS, FESTIVAL_VOICES_OK, VOCAL_KIND
+    global GROOVES, HAVE_SINSY, HAVE_ESPEAK, ESPEAK_VARIANTS, FESTIVAL_VOICES_OK, VOCAL_KIND, SYNTH
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"))
     ap.add_argument("--songs", type=int, default=200)
@@ -1158,8 +1362,11 @@ def main():
     ap.add_argument("--vocal-kind", default="auto",
                     choices=["auto", "formant", "sinsy", "speech", "speech_espeak", "speech_festival"],
                     help="force the lead vocal source (testing); falls back to formant when unavailable")
+    ap.add_argument("--no-synth", action="store_true",
+                    help="render every accompaniment stem with FluidSynth (no oscillator synth, no lo-fi sampler)")
     a = ap.parse_args()
     VOCAL_KIND = a.vocal_kind
+    SYNTH = not a.no_synth
     if not a.no_speech:
         HAVE_ESPEAK = shutil.which("espeak-ng") is not None
         ESPEAK_VARIANTS = espeak_variants() if HAVE_ESPEAK else []
