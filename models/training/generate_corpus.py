@@ -1047,7 +1047,7 @@ def synth_note(pitch, seconds, velocity, patch, rng):
 
 
 def drum_kit(rng):
-    """A synthetic kit: one sound per drum class (a mono array each)."""
+    """A synthetic kit: one mono sound per drum class, and one per tom note (keyed by the note)."""
     def noise(n):
         return np.random.default_rng(rng.randrange(1 << 30)).normal(0, 1, n)
 
@@ -1077,30 +1077,45 @@ def drum_kit(rng):
     snare = (band(noise(n_sn), rng.uniform(800, 2500), rng.uniform(5000, 12000)) * decay(n_sn, sn_tau)
              + rng.uniform(0.2, 0.8) * swept_sine(rng.uniform(200, 300), rng.uniform(150, 200), 0.02, 0.05, 0.4))
     metal_hats = rng.random() < 0.5
-    closed = metallic(0.2, rng.uniform(0.01, 0.04)) if metal_hats else high(noise(int(0.2 * SR)), rng.uniform(5000, 9000)) * decay(int(0.2 * SR), rng.uniform(0.01, 0.04))
-    open_ = metallic(0.8, rng.uniform(0.1, 0.3)) if metal_hats else high(noise(int(0.8 * SR)), rng.uniform(5000, 9000)) * decay(int(0.8 * SR), rng.uniform(0.1, 0.3))
+
+    def hat(seconds, tau_lo, tau_hi):
+        if metal_hats:
+            return metallic(seconds, rng.uniform(tau_lo, tau_hi))
+        n = int(seconds * SR)
+        return high(noise(n), rng.uniform(5000, 9000)) * decay(n, rng.uniform(tau_lo, tau_hi))
+
+    closed = hat(0.2, 0.01, 0.04)
+    open_ = hat(0.8, 0.1, 0.3)
     n_cy = int(2.0 * SR)
     cymbal = high(noise(n_cy), rng.uniform(3000, 7000)) * decay(n_cy, rng.uniform(0.3, 0.9))
     perc = band(noise(int(0.15 * SR)), 1500, 6000) * decay(int(0.15 * SR), 0.02)
     tom_tau = rng.uniform(0.1, 0.35)
     kit = {"kick": kick, "snare": snare, "closed": closed, "open": open_, "cymbal": cymbal, "perc": perc}
-    return {k: v / (np.abs(v).max() + 1e-9) for k, v in kit.items()}, tom_tau, swept_sine
+    kit = {k: v / (np.abs(v).max() + 1e-9) for k, v in kit.items()}
+    for pitch in TOM_NOTES:
+        f = 440.0 * 2 ** ((pitch - 69) / 12)
+        kit[pitch] = swept_sine(f * 1.6, f, 0.03, tom_tau, 0.6)
+    return kit
 
 
-def drum_class(note):
+TOM_NOTES = (41, 43, 45, 47, 48, 50)
+
+
+def drum_sound(kit, note):
+    """The kit's sound for a General-MIDI drum note: its own tom per tom note, else its class's."""
+    if note in kit:
+        return kit[note]
     if note in (35, 36):
-        return "kick"
+        return kit["kick"]
     if note in (37, 38, 39, 40):
-        return "snare"
+        return kit["snare"]
     if note in (42, 44, 70, 69, 54):
-        return "closed"
+        return kit["closed"]
     if note == 46:
-        return "open"
+        return kit["open"]
     if note in (49, 51, 52, 53, 55, 57, 59):
-        return "cymbal"
-    if note in (41, 43, 45, 47, 48, 50):
-        return "tom"
-    return "perc"
+        return kit["cymbal"]
+    return kit["perc"]
 
 
 def synth_render(mid, stem, rng, tmp):
@@ -1117,14 +1132,7 @@ def synth_render(mid, stem, rng, tmp):
         patch = random_patch(rng, stem) if kit is None else None
         for note in inst.notes:
             if kit is not None:
-                sounds, tom_tau, swept_sine = kit
-                cls = drum_class(note.pitch)
-                if cls == "tom":
-                    f = 440.0 * 2 ** ((note.pitch - 69) / 12)
-                    y = swept_sine(f * 1.6, f, 0.03, tom_tau, 0.6)
-                else:
-                    y = sounds[cls]
-                y = y * (note.velocity / 127.0) ** 1.5
+                y = drum_sound(kit, note.pitch) * (note.velocity / 127.0) ** 1.5
             else:
                 y = synth_note(note.pitch, note.end - note.start, note.velocity, patch, rng)
             i = int(note.start * SR)
