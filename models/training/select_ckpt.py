@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Compare checkpoints on the held-out slice of the synthetic corpus (never the dev set):
-spectral SDR per stem (mixture phase) on the fixed validation crops used by train.py, plus the
-uniform-mask (mixture/4) and oracle-IRM references.  Prints a table; the best mean wins.
+"""Compare checkpoints on held-out slices of the synthetic corpora (never the dev set): spectral
+SDR per stem (mixture phase) on fixed validation crops (as train.py cuts them: song index % 25 ==
+0, 5 s each), plus the uniform-mask (mixture/4) and oracle-IRM references.  Prints one table per
+corpus and one over all crops pooled; the best pooled mean wins.
 
-Usage: select_ckpt.py work/run2/last.pt work/run3/best.pt ...
+Each `--corpus DIR:CROPS` adds CROPS crops of DIR's held-out songs; give each corpus a share of
+crops like its share of the training songs.  Default: work/corpus:16.
+
+Usage: select_ckpt.py [--corpus DIR:CROPS ...] work/run2/last.pt work/run3/best.pt ...
 """
-import sys
+import argparse
+import os
 
 import numpy as np
 import torch
@@ -13,37 +18,67 @@ import torch
 import train as tr
 from model import build_net
 
-torch.set_num_threads(2)
-val = tr.make_val(tr.os.path.join(tr.os.path.dirname(tr.os.path.abspath(tr.__file__)), "work", "corpus"), 16, 5.0)
-mix, tgt = val[0], val[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def score(fn):
+def crops_of(spec):
+    """The validation crops [mixtures, stems] of one `DIR:CROPS` argument."""
+    folder, n = spec.rsplit(":", 1)
+    val = tr.make_val(os.path.join(HERE, folder) if not os.path.isabs(folder) else folder, int(n), 5.0)
+    if val is None:
+        raise SystemExit("%s has no held-out songs" % folder)
+    return folder, val[0], val[1]
+
+
+def crop_sdrs(fn, mix, tgt):
+    """Spectral SDR [crops, 4] of the masks fn(X, S); NaN where a reference stem is silent."""
     out = []
     for i in range(0, len(mix), 4):
         X, S = tr.spectra(mix[i:i + 4], tgt[i:i + 4])
         sdr, num = tr.spec_sdr(fn(X, S), X, S)
         out.append(torch.where(num > 1e-3, sdr, torch.full_like(sdr, float("nan"))))
-    s = torch.cat(out).numpy()
+    return torch.cat(out).numpy()
+
+
+def summary(s):
     per = [float(np.nanmean(s[:, k])) for k in range(4)]
     return per, float(np.mean(per))
 
 
-rows = [("uniform", score(lambda X, S: torch.full((X.shape[0], 4) + X.shape[1:], 0.25))),
-        ("oracle IRM", score(lambda X, S: S.abs() / (S.abs().sum(1, keepdim=True) + 1e-10)))]
-best = None
-for path in sys.argv[1:]:
-    ck = torch.load(path, map_location="cpu")
-    net = build_net(ck["cfg"])
-    net.load_state_dict(ck["model"])
-    net.eval()
+def table(title, rows):
+    print("\n%s\n| checkpoint | vocals | drums | bass | other | mean |\n|---|---|---|---|---|---|" % title)
+    for name, (per, mean) in rows:
+        print("| %s | %s | %.2f |" % (name, " | ".join("%.2f" % v for v in per), mean))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", action="append", help="DIR:CROPS (repeatable; default work/corpus:16)")
+    ap.add_argument("ckpts", nargs="+")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    sets = [crops_of(spec) for spec in (a.corpus or ["work/corpus:16"])]
+    scorers = [("uniform", lambda X, S: torch.full((X.shape[0], 4) + X.shape[1:], 0.25)),
+               ("oracle IRM", lambda X, S: S.abs() / (S.abs().sum(1, keepdim=True) + 1e-10))]
+    for path in a.ckpts:
+        ck = torch.load(path, map_location="cpu")
+        net = build_net(ck["cfg"])
+        net.load_state_dict(ck["model"])
+        net.eval()
+        scorers.append((path, lambda X, S, net=net: net(X.abs())))
+    scores = {}
     with torch.no_grad():
-        r = score(lambda X, S: net(X.abs()))
-    rows.append((path, r))
-    if best is None or r[1] > best[1]:
-        best = (path, r[1])
-print("| checkpoint | vocals | drums | bass | other | mean |\n|---|---|---|---|---|---|")
-for name, (per, mean) in rows:
-    print("| %s | %s | %.2f |" % (name, " | ".join("%.2f" % v for v in per), mean))
-if best:
-    print("BEST", best[0], "%.2f" % best[1])
+        for name, fn in scorers:
+            scores[name] = [crop_sdrs(fn, mix, tgt) for _, mix, tgt in sets]
+    for k, (folder, mix, _) in enumerate(sets):
+        table("%s (%d crops)" % (folder, len(mix)), [(name, summary(s[k])) for name, s in scores.items()])
+    pooled = [(name, summary(np.concatenate(s))) for name, s in scores.items()]
+    if len(sets) > 1:
+        table("pooled (%d crops)" % sum(len(m) for _, m, _ in sets), pooled)
+    best = max(pooled[2:], key=lambda r: r[1][1], default=None)
+    if best:
+        print("BEST", best[0], "%.2f" % best[1][1])
+
+
+if __name__ == "__main__":
+    main()

@@ -155,11 +155,13 @@ def sdr_loss(masks, T):
     den = (dr * dr + di * di).sum(dim=(2, 3, 4))
     num = (Sr * Sr + Si * Si).sum(dim=(2, 3, 4))
     eps = SDR_EPS * (Xa * Xa).sum(dim=(2, 3, 4))
-    return -(10 * torch.log10((num + eps) / (den + eps))).mean() / 10
+    sdr = 10 * torch.log10((num + eps) / (den + eps))                # B,4
+    return -(sdr * SOURCE_WEIGHTS.to(sdr.device)).mean() / 10
 
 
 LOSS = "sdr"
 SDR_EPS = 0.025
+SOURCE_WEIGHTS = torch.ones(4)  # per-source weights of the SDR loss, normalised to mean 1
 
 
 def loss_fn(masks, T):
@@ -242,19 +244,24 @@ def main():
     ap.add_argument("--loss", default="sdr", choices=["sdr", "l1"])
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--sdr-eps", type=float, default=0.025, help="SDR loss eps, relative to the mixture energy")
+    ap.add_argument("--source-weights", type=float, nargs=4, default=[1.0, 1.0, 1.0, 1.0], metavar=("VOCALS", "DRUMS", "BASS", "OTHER"),
+                    help="sdr loss: weight of each source's term (normalised to mean 1)")
     ap.add_argument("--init", default=None, help="warm-start weights from this checkpoint (new run)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    global LOSS, SDR_EPS
+    global LOSS, SDR_EPS, SOURCE_WEIGHTS
     LOSS, SDR_EPS = a.loss, a.sdr_eps
+    weights = torch.tensor(a.source_weights, dtype=torch.float32)
+    SOURCE_WEIGHTS = weights * 4 / weights.sum()
     os.makedirs(a.run, exist_ok=True)
     rng = random.Random(int(time.time()))
     if a.arch == "bandsplit":
         cfg = {"arch": "bandsplit", "dim": a.dim, "lookahead": a.lookahead}
     else:
         cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
-    run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride}
+    run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride,
+               "source_weights": a.source_weights}
     # On the device before the optimiser exists: a resumed optimiser state follows its parameters.
     net = build_net(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
