@@ -47,6 +47,10 @@ import soundfile as sf
 SR = 44100
 SF2_DIR = "/usr/share/sounds/sf2"
 GM_FONTS = [f for f in ["FluidR3_GM.sf2", "TimGM6mb.sf2"] if os.path.exists(os.path.join(SF2_DIR, f))]
+# OPL-3 FM emulation (Debian opl3-soundfont): a General-MIDI set of 2-/4-operator FM timbres, drums
+# included, taken for FM_FONT_PROBABILITY of the stems rendered with a soundfont.
+FM_FONT = "OPL-3_FM_128M.sf2" if os.path.exists(os.path.join(SF2_DIR, "OPL-3_FM_128M.sf2")) else None
+FM_FONT_PROBABILITY = 0.2
 DRUM_FONTS = [f for f in ["Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2"]
               if os.path.exists(os.path.join(SF2_DIR, f))]
 MMA_LIB = "/usr/share/mma/lib/stdlib"
@@ -1242,7 +1246,12 @@ def make_song(song_dir, seed):
                 meta[s + "_font"] = "oscillators"
                 renderer = "synth"
             else:
-                font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS) if (s == "drums" and avl) else rng.choice(GM_FONTS))
+                if s == "drums" and avl:
+                    font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS))
+                elif FM_FONT and rng.random() < FM_FONT_PROBABILITY:
+                    font = os.path.join(SF2_DIR, FM_FONT)
+                else:
+                    font = os.path.join(SF2_DIR, rng.choice(GM_FONTS))
                 stems[s] = render_midi(paths[s], os.path.join(tmp, s + ".wav"), font, rng)
                 meta[s + "_font"] = os.path.basename(font)
                 renderer = "fluidsynth"
@@ -1388,7 +1397,7 @@ def main():
     except Exception:
         HAVE_SINSY = False
     os.makedirs(a.out, exist_ok=True)
-    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, "sinsy:", HAVE_SINSY, "espeak:", HAVE_ESPEAK,
+    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, FM_FONT, "sinsy:", HAVE_SINSY, "espeak:", HAVE_ESPEAK,
         len(ESPEAK_VARIANTS), "variants", "festival:", FESTIVAL_VOICES_OK, "vocal kind:", VOCAL_KIND)
     t0 = time.time(); made = 0
     for i in range(a.songs):
