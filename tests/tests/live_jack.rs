@@ -208,8 +208,8 @@ impl ActiveRig {
         ActiveRig { client, start }
     }
 
-    /// Waits for demix's ports, wires them to the rig (and away from the dummy system ports)
-    /// and starts playing.
+    /// Waits for demix's ports and active clients, wires them to the rig (and away from the
+    /// dummy system ports) and starts playing.
     fn connect_and_start(&self, demix: &mut Child) {
         let client = self.client.as_client();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -233,21 +233,24 @@ impl ActiveRig {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        for (system, demix_port) in [
-            ("system:capture_1", "cpal_client_in:in_0"),
-            ("system:capture_2", "cpal_client_in:in_1"),
-        ] {
-            let _ = client.disconnect_ports_by_name(system, demix_port);
-        }
         for (from, to) in [
             ("demix_e2e:play_l", "cpal_client_in:in_0"),
             ("demix_e2e:play_r", "cpal_client_in:in_1"),
             ("cpal_client_out:out_0", "demix_e2e:capture_l"),
             ("cpal_client_out:out_1", "demix_e2e:capture_r"),
         ] {
-            client
-                .connect_ports_by_name(from, to)
-                .unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"));
+            // A port shows up when demix registers it, but connects only once its client is
+            // activated, a moment later.
+            while let Err(e) = client.connect_ports_by_name(from, to) {
+                assert!(Instant::now() < deadline, "connect {from} -> {to}: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for (system, demix_port) in [
+            ("system:capture_1", "cpal_client_in:in_0"),
+            ("system:capture_2", "cpal_client_in:in_1"),
+        ] {
+            let _ = client.disconnect_ports_by_name(system, demix_port);
         }
         self.start.store(true, Ordering::Relaxed);
     }
@@ -408,10 +411,13 @@ fn thirty_seconds_live_through_jack_match_the_offline_separation() {
     let recorded: Vec<[f32; 2]> = (0..input.frames())
         .map(|t| [input.channels[0][t], input.channels[1][t]])
         .collect();
-    let pieces = signal_pieces(&signal, &recorded);
+    let SignalPieces {
+        pieces,
+        foreign_frames,
+    } = signal_pieces(&signal, &recorded);
     let heard: usize = pieces.iter().map(|p| p.2).sum();
     eprintln!(
-        "the recorded input holds {heard} frames of the played signal in {} piece(s)",
+        "the recorded input holds {heard} frames of the played signal in {} piece(s), and {foreign_frames} foreign frames",
         pieces.len()
     );
     assert!(
@@ -425,6 +431,11 @@ fn thirty_seconds_live_through_jack_match_the_offline_separation() {
         pieces.len() <= 1 + host_glitches,
         "the signal reached demix in {} pieces with {host_glitches} host xruns: {pieces:?}",
         pieces.len()
+    );
+    // Foreign frames come only from cycles the host spoiled: at most one buffer per xrun.
+    assert!(
+        foreign_frames <= host_glitches * buffer,
+        "{foreign_frames} recorded frames are not the played signal, with {host_glitches} host xruns of {buffer} frames"
     );
 
     // The live stems equal the offline separation of the same input, latency aligned.
@@ -490,12 +501,26 @@ fn thirty_seconds_live_through_jack_match_the_offline_separation() {
     drop(server);
 }
 
-/// The stretches of `recorded` that are exact copies of `signal`, in order: (recorded start,
-/// signal start, frames). Between them only silence (inserted at an underrun) or a skip of the
-/// signal (cycles the host dropped) or a repeated block (a stale port buffer the host handed
-/// over again) is allowed.
-fn signal_pieces(signal: &[[f32; 2]], recorded: &[[f32; 2]]) -> Vec<(usize, usize, usize)> {
-    let mut pieces = Vec::new();
+/// Where the signal is in a recording: its stretches that are exact copies of `signal`, in
+/// order, as (recorded start, signal start, frames), and the number of recorded frames that are
+/// in no such stretch.
+struct SignalPieces {
+    pieces: Vec<(usize, usize, usize)>,
+    foreign_frames: usize,
+}
+
+/// Finds the signal in `recorded` (see [`SignalPieces`]). Between two stretches only silence
+/// (inserted at an underrun), a skip of the signal (cycles the host dropped), a repeated block (a
+/// stale port buffer the host handed over again) or foreign frames are allowed. Foreign frames
+/// are what a JACK server under load hands over for a cycle in which the playing client did not
+/// run (xruns on this 2-core machine showed whole 128-frame blocks of other data); they are
+/// skipped in steps of the 64-frame match length and counted.
+fn signal_pieces(signal: &[[f32; 2]], recorded: &[[f32; 2]]) -> SignalPieces {
+    const MATCH: usize = 64;
+    let mut found = SignalPieces {
+        pieces: Vec::new(),
+        foreign_frames: 0,
+    };
     let (mut r, mut s) = (0usize, 0usize);
     while r < recorded.len() {
         if recorded[r] == [0.0; 2] {
@@ -504,20 +529,24 @@ fn signal_pieces(signal: &[[f32; 2]], recorded: &[[f32; 2]]) -> Vec<(usize, usiz
         }
         // The next place in the signal (from 0.1 s back to 2 s ahead) where it continues.
         let from = s.saturating_sub(RATE / 10);
-        let found = (from..(s + 2 * RATE).min(signal.len())).find(|&k| {
-            (0..64).all(|i| r + i >= recorded.len() || signal.get(k + i) == Some(&recorded[r + i]))
+        let next = (from..(s + 2 * RATE).min(signal.len())).find(|&k| {
+            (0..MATCH)
+                .all(|i| r + i >= recorded.len() || signal.get(k + i) == Some(&recorded[r + i]))
         });
-        let Some(k) = found else {
-            panic!("recorded input frame {r} is not part of the played signal");
+        let Some(k) = next else {
+            let skipped = MATCH.min(recorded.len() - r);
+            found.foreign_frames += skipped;
+            r += skipped;
+            continue;
         };
         let length = (0..)
             .take_while(|&i| r + i < recorded.len() && signal.get(k + i) == Some(&recorded[r + i]))
             .count();
-        pieces.push((r, k, length));
+        found.pieces.push((r, k, length));
         r += length;
         s = k + length;
     }
-    pieces
+    found
 }
 
 /// The delay (engine latency plus a whole number of `block`s, up to 8) that best lines up
