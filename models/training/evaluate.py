@@ -102,12 +102,9 @@ def run_onnx(path, mag):
 
 def run_torch(ckpt, mag):
     import torch
-    from model import build_net
+    from model import load_net
     torch.set_num_threads(2)
-    ck = torch.load(ckpt, map_location="cpu")
-    net = build_net(ck["cfg"])
-    net.load_state_dict(ck["model"])
-    net.eval()
+    net, _ = load_net(ckpt)
     with torch.no_grad():
         # append L zero frames like the streaming flush (the model's lookahead sees zeros at the end)
         mm = torch.from_numpy(mag[None].astype(np.float32))

@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import build_net, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
+from model import load_net, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,14 +45,6 @@ def manifest(net, name="demix-default"):
             "state": [{"input": "state_in", "output": "state_out", "shape": [1, net.state_size()]}],
         },
     }
-
-
-def load_net(ckpt):
-    ck = torch.load(ckpt, map_location="cpu")
-    net = build_net(ck["cfg"])
-    net.load_state_dict(ck["model"])
-    net.eval()
-    return net, ck
 
 
 def main():

@@ -337,3 +337,12 @@ def build_net(cfg):
     if cfg.pop("arch", "net") == "bandsplit":
         return BandSplitNet(**cfg)
     return Net(**cfg)
+
+
+def load_net(path):
+    """The network of a checkpoint file, with its weights, in eval mode; and the checkpoint dict."""
+    ck = torch.load(path, map_location="cpu")
+    net = build_net(ck["cfg"])
+    net.load_state_dict(ck["model"])
+    net.eval()
+    return net, ck

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import train as tr
-from model import build_net
+from model import load_net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def crops_of(spec):
     """The validation crops [mixtures, stems] of one `DIR:CROPS` argument."""
     folder, n = spec.rsplit(":", 1)
-    val = tr.make_val(os.path.join(HERE, folder) if not os.path.isabs(folder) else folder, int(n), 5.0)
+    val = tr.make_val(os.path.join(HERE, folder), int(n), 5.0)  # an absolute folder stays as it is
     if val is None:
         raise SystemExit("%s has no held-out songs" % folder)
     return folder, val[0], val[1]
@@ -61,10 +61,7 @@ def main():
     scorers = [("uniform", lambda X, S: torch.full((X.shape[0], 4) + X.shape[1:], 0.25)),
                ("oracle IRM", lambda X, S: S.abs() / (S.abs().sum(1, keepdim=True) + 1e-10))]
     for path in a.ckpts:
-        ck = torch.load(path, map_location="cpu")
-        net = build_net(ck["cfg"])
-        net.load_state_dict(ck["model"])
-        net.eval()
+        net, _ = load_net(path)
         scorers.append((path, lambda X, S, net=net: net(X.abs())))
     scores = {}
     with torch.no_grad():

@@ -156,12 +156,12 @@ def sdr_loss(masks, T):
     num = (Sr * Sr + Si * Si).sum(dim=(2, 3, 4))
     eps = SDR_EPS * (Xa * Xa).sum(dim=(2, 3, 4))
     sdr = 10 * torch.log10((num + eps) / (den + eps))                # B,4
-    return -(sdr * SOURCE_WEIGHTS.to(sdr.device)).mean() / 10
+    return -(sdr * SOURCE_WEIGHTS).mean() / 10
 
 
 LOSS = "sdr"
 SDR_EPS = 0.025
-SOURCE_WEIGHTS = torch.ones(4)  # per-source weights of the SDR loss, normalised to mean 1
+SOURCE_WEIGHTS = torch.ones(4)  # per-source weights of the SDR loss, normalised to mean 1, on the training device
 
 
 def loss_fn(masks, T):
@@ -253,7 +253,7 @@ def main():
     global LOSS, SDR_EPS, SOURCE_WEIGHTS
     LOSS, SDR_EPS = a.loss, a.sdr_eps
     weights = torch.tensor(a.source_weights, dtype=torch.float32)
-    SOURCE_WEIGHTS = weights * 4 / weights.sum()
+    SOURCE_WEIGHTS = (weights * 4 / weights.sum()).to(device)
     os.makedirs(a.run, exist_ok=True)
     rng = random.Random(int(time.time()))
     if a.arch == "bandsplit":

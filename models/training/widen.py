@@ -16,11 +16,12 @@ Usage: widen.py IN.pt OUT.pt --dim 48 [--seed 0]
 """
 import argparse
 import math
+import os
 
 import torch
 
 import train as tr
-from model import build_net
+from model import build_net, load_net
 
 READ_SCALE = 0.05  # std of the new reading weights, relative to a fresh layer's
 
@@ -82,17 +83,15 @@ def main():
     ap.add_argument("--dim", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    ck = torch.load(a.src, map_location="cpu")
+    old, ck = load_net(a.src)
     if ck["cfg"].get("arch") != "bandsplit":
         raise SystemExit("%s is not a BandSplitNet checkpoint" % a.src)
-    old = build_net(ck["cfg"])
-    old.load_state_dict(ck["model"])
     if a.dim <= old.D:
         raise SystemExit("--dim %d is not wider than the checkpoint's %d" % (a.dim, old.D))
     new, cfg = widen(old, a.dim, torch.Generator().manual_seed(a.seed))
-    old.eval(); new.eval()
+    new.eval()
     torch.set_num_threads(2)
-    val = tr.make_val(tr.os.path.join(tr.os.path.dirname(tr.os.path.abspath(tr.__file__)), "work", "corpus"), 4, 5.0)
+    val = tr.make_val(os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"), 4, 5.0)
     with torch.no_grad():
         X, _ = tr.spectra(val[0], val[1])
         diff = (new(X.abs()) - old(X.abs())).abs()
