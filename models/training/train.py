@@ -275,6 +275,8 @@ def main():
         log("resumed from", last, "step", state["step"], "trained %.1f min" % (state["train_seconds"] / 60))
     elif a.init:
         ck = torch.load(a.init, map_location="cpu")
+        if ck.get("cfg") != cfg:
+            sys.exit("%s holds a network with config %s, not %s: pass the matching --arch/--dim/--lookahead" % (a.init, ck.get("cfg"), cfg))
         net.load_state_dict(ck["model"])
         log("warm start from", a.init)
     log("params", count_params(net), "config", cfg, run_cfg, "device", device)

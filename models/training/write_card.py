@@ -76,7 +76,7 @@ def main():
         rep["ort_version"], rep.get("bench_calls", 3000), rep["cost_ms_mean"], rep["cost_ms_p50"], rep["cost_ms_p99"], rep.get("cost_ms_min", float("nan")), rep["cost_pct_of_hop_mean"], rep["cost_pct_of_hop_p99"], rep["hop_ms"]))
     w("| step graph vs full-sequence PyTorch | max abs mask difference %.2g over %d frames of a corpus song (after the %d-frame delay) |" % (rep["step_vs_full_max_abs_diff"], rep["verify_frames"], L))
     w("")
-    w("Cost was measured by `export.py` on the 2-core build machine, a shared VM whose timings vary from run to run (repeated runs of the same file there differ by up to about 40 %); the notes below give back-to-back comparisons.\n")
+    w("Cost was measured by `export.py` on the 2-core build machine, a shared VM whose timings vary from run to run (repeated runs of the same file there differ by up to about 2×); the notes below give back-to-back comparisons.\n")
     w("## Evaluation (dev set, `/work/shared/eval/dev`, 6 clips × 10 s)\n")
     w("Global SDR in dB (per stem over both channels, non-silent references only; mean over clips; overall = mean of the stem means), computed by `models/training/evaluate.py`, which runs the ONNX step graph frame by frame in onnxruntime exactly like the engine (periodic Hann analysis, masks renormalised, dual-window overlap-add, latency trimmed).\n")
     w("| | vocals | drums | bass | other | overall |\n|---|---|---|---|---|---|")
