@@ -14,10 +14,13 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
   6-12 bit quantisation); --no-synth turns both off;
 * vocals: a procedural formant singing synthesizer (band-limited glottal pulse train, spectral
   tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals,
-  vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale), optional
+  vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale; the melody is
+  centred low (MIDI 50-57) for 40 % of songs, mid for 20 %, high for 40 %), optional
   pysinsy singing (when the `pysinsy` module is importable) varied with pyworld, and "sung speech":
   random lyrics (English words or pseudo-words in ~30 languages) spoken by espeak-ng (non-MBROLA
-  voices + variants) or festival (kal/ked diphones, cmu_us_slt_arctic_hts), analysed with pyworld,
+  voices + variants) or, for half of them, festival (recorded-speech voices of both sexes: English
+  kal/ked diphones and cmu_us_slt_arctic_hts, Italian, Finnish, Czech, Russian and Catalan voices,
+  whichever are installed), analysed with pyworld,
   syllable-ish voiced units time-warped onto the melody notes, F0 replaced by the melody (glides,
   scoops, vibrato, jitter), optional formant shift, resynthesized at 44.1 kHz.  Lead source mix:
   ~45% sung speech, ~20% pysinsy, rest formant (fallbacks when a synthesizer is missing;
@@ -680,9 +683,21 @@ ESPEAK_LANGS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-
                 "de", "fr-fr", "es", "es-419", "it", "pt", "pt-br", "nl", "sv", "da", "nb", "fi", "pl", "cs",
                 "ro", "hu", "id", "sw", "tr", "ca", "la", "eo", "cy", "hr", "sk", "et", "ms"]
 ESPEAK_VARIANTS_SKIP = ("whisper", "whisperf", "mb")
-FESTIVAL_VOICES = [("kal_diphone", "/usr/share/festival/voices/english/kal_diphone"),
-                   ("ked_diphone", "/usr/share/festival/voices/english/ked_diphone"),
-                   ("cmu_us_slt_arctic_hts", "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts")]
+# (voice, folder, speaks English): recorded-speech voices (diphone, unit selection, HTS) of several
+# languages and both sexes; a non-English voice mostly gets pseudo-words in its own letter-to-sound rules.
+FESTIVAL_VOICES = [("kal_diphone", "/usr/share/festival/voices/english/kal_diphone", True),
+                   ("ked_diphone", "/usr/share/festival/voices/english/ked_diphone", True),
+                   ("cmu_us_slt_arctic_hts", "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts", True),
+                   ("pc_diphone", "/usr/share/festival/voices/italian/pc_diphone", False),
+                   ("lp_diphone", "/usr/share/festival/voices/italian/lp_diphone", False),
+                   ("hy_fi_mv_diphone", "/usr/share/festival/voices/finnish/hy_fi_mv_diphone", False),
+                   ("suo_fi_lj_diphone", "/usr/share/festival/voices/finnish/suo_fi_lj_diphone", False),
+                   ("msu_ru_nsh_clunits", "/usr/share/festival/voices/russian/msu_ru_nsh_clunits", False),
+                   ("czech_machac", "/usr/share/festival/voices/czech/czech_machac", False),
+                   ("czech_ph", "/usr/share/festival/voices/czech/czech_ph", False),
+                   ("czech_dita", "/usr/share/festival/voices/czech/czech_dita", False),
+                   ("upc_ca_ona_hts", "/usr/share/festival/voices/catalan/upc_ca_ona_hts", False)]
+FESTIVAL_ENGLISH = {n for n, _, english in FESTIVAL_VOICES if english}
 LYRIC_WORDS = (
     "love heart night light day away stay baby fire higher dream believe tonight forever never together "
     "alone home road time mind rain again fall call sky eyes cry fly hold gold soul whole world girl "
@@ -769,8 +784,7 @@ def speak_espeak(text, rng, tmp, english):
     return x, sr, voice
 
 
-def speak_festival(text, rng, tmp):
-    name = rng.choice(FESTIVAL_VOICES_OK)
+def speak_festival(text, name, rng, tmp):
     txt = os.path.join(tmp, "sp.txt"); wav = os.path.join(tmp, "sp.wav")
     with open(txt, "w") as f:
         f.write(text + "\n")
@@ -829,21 +843,22 @@ def speech_voice(notes, dur, rng, tmp, engine=None, cache=None):
         f0s, sp, ap, units, sr, kind, voice = (cache[k] for k in ("f0", "sp", "ap", "units", "sr", "kind", "voice"))
     else:
         if engine is None:
-            engine = "festival" if (FESTIVAL_VOICES_OK and rng.random() < 0.35) else "espeak"
+            engine = "festival" if (FESTIVAL_VOICES_OK and rng.random() < 0.5) else "espeak"
         if engine == "espeak" and not HAVE_ESPEAK:
             engine = "festival" if FESTIVAL_VOICES_OK else None
         if engine == "festival" and not FESTIVAL_VOICES_OK:
             engine = "espeak" if HAVE_ESPEAK else None
         if engine is None:
             return None
-        english = engine == "festival" or rng.random() < 0.55
+        festival_voice = rng.choice(FESTIVAL_VOICES_OK) if engine == "festival" else None
+        english = (festival_voice in FESTIVAL_ENGLISH) or rng.random() < 0.55
         n_syll = int(len(notes) * rng.uniform(0.6, 1.2)) + 1
         text = lyric_text(rng, n_syll, english)
         try:
             if engine == "espeak":
                 x, sr, voice = speak_espeak(text, rng, tmp, english)
             else:
-                x, sr, voice = speak_festival(text, rng, tmp)
+                x, sr, voice = speak_festival(text, festival_voice, rng, tmp)
         except Exception as e:
             log("speech synth failed", engine, repr(e))
             return None
@@ -1261,7 +1276,7 @@ def make_song(song_dir, seed):
         dur = nbars * bar + t_offset + 1.0
         n = int(dur * SR)
         # ---- vocals
-        register = rng.choice(["low", "mid", "high", "high"])
+        register = rng.choice(["low", "low", "mid", "high", "high"])
         center = {"low": rng.randint(50, 57), "mid": rng.randint(57, 63), "high": rng.randint(63, 72)}[register]
         mel = melody_notes(chart, rng, bar, beats, nbars, center, dens=rng.uniform(0.5, 0.95), t_offset=t_offset)
         vox_kind = "formant"
@@ -1303,6 +1318,7 @@ def make_song(song_dir, seed):
         vox = random_filter(fit(vox, n), rng, p_lp=0.15, p_hp=0.3)
         stems["vocals"] = vox
         meta["vocals"] = vox_kind
+        meta["vocal_register"] = register
         meta["melody"] = [[int(p), round(float(a), 3), round(float(b), 3)] for p, a, b in mel]
         # ---- assemble, filter, pan, level
         out = {}
@@ -1388,7 +1404,7 @@ def main():
         HAVE_ESPEAK = shutil.which("espeak-ng") is not None
         ESPEAK_VARIANTS = espeak_variants() if HAVE_ESPEAK else []
         if shutil.which("text2wave"):
-            FESTIVAL_VOICES_OK = [n for n, d in FESTIVAL_VOICES if os.path.isdir(d)]
+            FESTIVAL_VOICES_OK = [n for n, d, _ in FESTIVAL_VOICES if os.path.isdir(d)]
     GROOVES = load_grooves()
     try:
         if not a.no_sinsy:
