@@ -123,6 +123,8 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--write-dir", default=None, help="write <clip>/<stem>.wav estimates here")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--confusion", action="store_true",
+                    help="also print, per clip, the share of each reference stem's STFT energy that each mask passes")
     a = ap.parse_args()
     info = json.load(open(os.path.join(a.dev, "clips.json")))
     rows = {"model": {s: [] for s in SOURCES}, "mixture/4": {s: [] for s in SOURCES}, "oracle IRM": {s: [] for s in SOURCES}}
@@ -146,11 +148,19 @@ def main():
         masks = masks / np.maximum(masks.sum(0, keepdims=True), 1e-8)
         est = synthesis(masks * X[None], N)
         ests = {"model": est, "mixture/4": np.stack([mix / 4] * 4)}
-        if not a.no_baselines:
+        if not a.no_baselines or a.confusion:
             R = analysis(refs.reshape(-1, N), T).reshape(4, 2, NB, T)
+        if not a.no_baselines:
             irm = np.abs(R) / np.maximum(np.abs(R).sum(0, keepdims=True), 1e-10)
             ests["oracle IRM"] = synthesis(irm * X[None], N)
         per_clip[cid] = {}
+        if a.confusion:
+            energy = np.abs(R) ** 2
+            share = {s: [float((masks[j] * energy[i]).sum() / energy[i].sum()) for j in range(4)]
+                     for i, s in enumerate(SOURCES) if s in clip["nonsilent"]}
+            per_clip[cid]["energy_to_masks"] = share
+            for s, row in share.items():
+                print("%s %-6s energy -> masks %s" % (cid, s, " ".join("%s %.2f" % kv for kv in zip(SOURCES, row))), file=sys.stderr)
         for name, e in ests.items():
             per_clip[cid][name] = {}
             for i, s in enumerate(SOURCES):
