@@ -246,6 +246,7 @@ def main():
     ap.add_argument("--sdr-eps", type=float, default=0.025, help="SDR loss eps, relative to the mixture energy")
     ap.add_argument("--source-weights", type=float, nargs=4, default=[1.0, 1.0, 1.0, 1.0], metavar=("VOCALS", "DRUMS", "BASS", "OTHER"),
                     help="sdr loss: weight of each source's term (normalised to mean 1)")
+    ap.add_argument("--amp", action="store_true", help="run the network's forward pass in bfloat16 autocast (the STFT and the loss stay float32)")
     ap.add_argument("--init", default=None, help="warm-start weights from this checkpoint (new run)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -261,7 +262,7 @@ def main():
     else:
         cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
     run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride,
-               "source_weights": a.source_weights}
+               "source_weights": a.source_weights, "amp": a.amp}
     # On the device before the optimiser exists: a resumed optimiser state follows its parameters.
     net = build_net(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
@@ -308,8 +309,9 @@ def main():
         X, S = spectra(mix, tgt)
         # masks + loss on every other frame (random phase): the head and the loss dominate the cost
         sel = torch.arange(rng.randrange(a.frame_stride), X.shape[-1], a.frame_stride, device=device)
-        m = net(X.abs(), sel)
-        loss = loss_fn(m, prep_targets(X[..., sel], S[..., sel]))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=a.amp):
+            m = net(X.abs(), sel)
+        loss = loss_fn(m.float(), prep_targets(X[..., sel], S[..., sel]))
         opt.zero_grad()
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
