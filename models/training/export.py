@@ -64,6 +64,7 @@ def main():
     wrap = StepWrapper(net).eval()
     mix0 = torch.rand(1, 2, N_FFT // 2 + 1, 1)
     st0 = torch.zeros(1, S)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     tmp = a.out + ".tmp.onnx"
     torch.onnx.export(wrap, (mix0, st0), tmp, opset_version=17, input_names=["mix", "state_in"],
                       output_names=["masks", "state_out"], do_constant_folding=True)
