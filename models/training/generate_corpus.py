@@ -7,7 +7,8 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
 * accompaniment MIDI: `mma` grooves (random groove/tempo/key/progression) or a procedural
   pretty_midi band (drum patterns, bass lines, pads/comping/arpeggios/lead instruments); tracks are
   split into drums (drum channel), bass (Bass/Walk tracks, programs 32-39) and other (the rest);
-* rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb (and the avldrums kits when installed),
+* rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb / the csound GM bank (and the avldrums kits
+  when installed; OPL-3 FM for 20 % of these stems),
   random FluidSynth reverb/chorus, random program substitutions; or (20-30 % of stems) an
   oscillator synth (band-limited saw/pulse, triangle, sine, 2-operator FM, detuned saws with ADSR,
   vibrato and low-pass; a synthetic drum kit), sometimes through a lo-fi sampler (sample-and-hold,
@@ -49,7 +50,9 @@ import soundfile as sf
 
 SR = 44100
 SF2_DIR = "/usr/share/sounds/sf2"
-GM_FONTS = [f for f in ["FluidR3_GM.sf2", "TimGM6mb.sf2"] if os.path.exists(os.path.join(SF2_DIR, f))]
+# General-MIDI sample sets, one drawn per stem: FluidR3 (fluid-soundfont-gm), TimGM6mb and the small
+# small (4 MB) csound GM bank of csound-soundfont, all 128 programs and the drum notes 35-81.
+GM_FONTS = [f for f in ["FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2"] if os.path.exists(os.path.join(SF2_DIR, f))]
 # OPL-3 FM emulation (Debian opl3-soundfont): a General-MIDI set of 2-/4-operator FM timbres, drums
 # included, taken for FM_FONT_PROBABILITY of the stems rendered with a soundfont.
 FM_FONT = "OPL-3_FM_128M.sf2" if os.path.exists(os.path.join(SF2_DIR, "OPL-3_FM_128M.sf2")) else None
