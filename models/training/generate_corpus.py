@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import scipy.signal as sps
@@ -553,13 +554,16 @@ def synth_voice(notes, dur, rng, singer=None):
     gl = 0.5 + 0.5 * np.cos(phase)
     src_v = pulse * amps + breathy * nz * gl * amps * 3
     src_n = nz * np.interp(ts, tf, asp) * 0.8
-    # STFT-domain filtering
+    # STFT-domain filtering. The sources get nfft zeros on both sides, cut off after the inverse:
+    # without them the inverse divides the first and last samples by a window sum near zero, which
+    # left a click at t = 0 that the peak normalisation below then turned into the loudest sample.
     nfft = 1024
-    f, _, Zv = sps.stft(src_v, SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
-    _, _, Zn = sps.stft(src_n, SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
-    _, _, Zc = sps.stft(nz, SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
+    edge = nfft
+    f, _, Zv = sps.stft(np.pad(src_v, edge), SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
+    _, _, Zn = sps.stft(np.pad(src_n, edge), SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
+    _, _, Zc = sps.stft(np.pad(nz, edge), SR, nperseg=nfft, noverlap=nfft - hop, boundary=None, padded=True)
     T = Zv.shape[1]
-    fr_idx = np.clip(np.arange(T) + (nfft // hop) // 2, 0, nfr - 1)
+    fr_idx = np.clip(np.arange(T) + (nfft // hop) // 2 - edge // hop, 0, nfr - 1)
     F = formants[fr_idx]  # T x 5
     bws = np.array([80, 90, 120, 150, 200]) * bw_scale
     H = np.ones((len(f), T))
@@ -572,9 +576,12 @@ def synth_voice(notes, dur, rng, singer=None):
     Hn = np.exp(-0.5 * ((f[:, None] - noise_fc[fr_idx][None, :]) / (noise_bw[fr_idx][None, :] / 2)) ** 2)
     Hn *= noise_amp[fr_idx][None, :]
     Y = Zv * H + Zn * H * 0.5 + Zc * Hn * 12
-    _, y = sps.istft(Y, SR, nperseg=nfft, noverlap=nfft - hop, boundary=False)
+    with warnings.catch_warnings():
+        # scipy warns that the window sum near the ends is ~0 ("NOLA"); those samples are cut off
+        warnings.filterwarnings("ignore", message="NOLA condition failed")
+        _, y = sps.istft(Y, SR, nperseg=nfft, noverlap=nfft - hop, boundary=False)
+    y = y[edge:]
     y = np.pad(y, (0, max(0, n - len(y))))[:n]
-    # the scipy stft frames start at 0 without boundary padding: delay by nothing (good enough)
     y = y / (np.max(np.abs(y)) + 1e-9)
     return y.astype(np.float32)
 
