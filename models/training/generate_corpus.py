@@ -6,7 +6,8 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
 
 * accompaniment MIDI: `mma` grooves (random groove/tempo/key/progression) or a procedural
   pretty_midi band (drum patterns, bass lines, pads/comping/arpeggios/lead instruments); tracks are
-  split into drums (drum channel), bass (Bass/Walk tracks, programs 32-39) and other (the rest);
+  split into drums (drum channel), bass (Bass/Walk tracks, programs 32-39) and other (the rest;
+  the General-MIDI choir/voice programs 52-54 are played by string ensembles there);
 * rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb / the csound GM bank (and the avldrums kits
   when installed; OPL-3 FM for 20 % of these stems),
   random FluidSynth reverb/chorus, random program substitutions; or (20-30 % of stems) an
@@ -153,6 +154,7 @@ def split_mma_midi(path, rng, out_paths, avl_drums):
             newprog = None
             if keep and stem in sub:
                 newprog = rng.randrange(32, 40) if stem == "bass" else rng.choice(OTHER_PROGRAMS)
+            voice_sub = rng.randrange(48, 52)
             for msg in t:
                 acc += msg.time
                 if msg.is_meta:
@@ -166,6 +168,8 @@ def split_mma_midi(path, rng, out_paths, avl_drums):
                         msg = msg.copy(program=0)
                 if keep and newprog is not None and msg.type == "program_change":
                     msg = msg.copy(program=newprog)
+                elif keep and stem == "other" and msg.type == "program_change" and msg.program in VOICE_PROGRAMS:
+                    msg = msg.copy(program=voice_sub)
                 if msg.type == "note_on" and keep:
                     n_notes += 1
                 nt.append(msg.copy(time=acc)); acc = 0
@@ -177,11 +181,15 @@ def split_mma_midi(path, rng, out_paths, avl_drums):
     return has
 
 
+# General-MIDI Choir Aahs, Voice Oohs and Synth Voice: sung vowels, which multitrack datasets count as
+# (backing) vocals. They are never rendered into "other", where they would teach that a sustained
+# vowel is not a voice: an MMA track that asks for one plays a string ensemble (48-51) instead.
+VOICE_PROGRAMS = (52, 53, 54)
 OTHER_PROGRAMS = (list(range(0, 8)) + list(range(8, 16)) + list(range(16, 24)) + list(range(24, 32))
-                  + list(range(40, 52)) + list(range(52, 56)) + list(range(56, 72)) + list(range(72, 80))
+                  + list(range(40, 52)) + [55] + list(range(56, 72)) + list(range(72, 80))
                   + list(range(80, 96)) + list(range(104, 112)))
 LEAD_PROGRAMS = [40, 41, 42, 56, 57, 64, 65, 66, 68, 69, 71, 73, 74, 75, 79, 80, 81, 82, 83, 84, 85, 87,
-                 22, 16, 17, 18, 19, 26, 27, 29, 30, 52, 53, 54, 11, 12, 13]
+                 22, 16, 17, 18, 19, 26, 27, 29, 30, 11, 12, 13]
 
 
 def render_midi(mid, wav, font, rng):
@@ -312,7 +320,7 @@ def procedural_band(chart, rng, tmp, avl_drums):
     for _ in range(rng.choice([1, 2, 2, 3])):
         kind = rng.choice(["pad", "comp", "arp", "strum", "lead", "stabs"])
         if kind == "pad":
-            prog = rng.choice([48, 49, 50, 51, 52, 88, 89, 90, 91, 92, 94, 95, 16, 17, 19, 61])
+            prog = rng.choice([48, 49, 50, 51, 88, 89, 90, 91, 92, 94, 95, 16, 17, 19, 61])
         elif kind in ("comp", "stabs"):
             prog = rng.choice([0, 1, 2, 4, 5, 6, 7, 16, 18, 11, 61, 62, 26, 27, 81])
         elif kind == "arp":
