@@ -36,6 +36,7 @@ Usage: generate_corpus.py --out work/corpus --songs 200 [--seed 1] [--worker 0 -
 Resumable: songs that already exist are skipped.
 """
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -51,6 +52,9 @@ import scipy.signal as sps
 import soundfile as sf
 
 SR = 44100
+# Which version of this script made a song (recorded in its meta.json): the start of its SHA-1.
+with open(os.path.abspath(__file__), "rb") as _f:
+    GENERATOR_ID = hashlib.sha1(_f.read()).hexdigest()[:12]
 SF2_DIR = "/usr/share/sounds/sf2"
 # General-MIDI sample sets, one drawn per stem: FluidR3 (fluid-soundfont-gm), TimGM6mb and the small
 # small (4 MB) csound GM bank of csound-soundfont, all 128 programs and the drum notes 35-81.
@@ -1254,7 +1258,7 @@ def make_song(song_dir, seed):
     try:
         chart = make_chart(rng)
         avl = bool(DRUM_FONTS) and rng.random() < 0.35
-        meta = {"seed": seed, "tempo": chart["tempo"], "key": chart["key"], "minor": chart["minor"],
+        meta = {"generator": GENERATOR_ID, "seed": seed, "tempo": chart["tempo"], "key": chart["key"], "minor": chart["minor"],
                 "chords": [chord_name(c) for c in chart["chords"]]}
         stems = {}
         if rng.random() < 0.6:
