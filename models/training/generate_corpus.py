@@ -437,6 +437,21 @@ def smooth(x, n):
     return np.convolve(np.pad(x, (n, n), mode="edge"), k, mode="valid")
 
 
+def remove_spikes(x, sr, limit=None, ratio=6.0, margin=0.01):
+    """x with every stretch where |x| exceeds `limit` (default: `ratio` times its 99.9th
+    percentile) faded out, `margin` seconds on each side."""
+    a = np.abs(x)
+    if limit is None:
+        limit = ratio * np.percentile(a, 99.9)
+    bad = a > limit
+    if limit <= 0 or not bad.any():
+        return x
+    w = int(margin * sr)
+    near = np.convolve(bad.astype(np.float64), np.ones(2 * w + 1), mode="same") > 0
+    fade = np.hanning(w + 1); fade /= fade.sum()
+    return x * np.clip(1.0 - np.convolve(near.astype(np.float64), fade, mode="same"), 0.0, 1.0)
+
+
 def synth_voice(notes, dur, rng, singer=None):
     """Render a list of (pitch, t0, t1) notes as sung syllables. Returns mono float32 signal."""
     if singer is None:
@@ -667,7 +682,14 @@ def sinsy_voice(notes, dur, rng, tmp):
         return None
     # notes were rendered at 120 bpm with quantised times; our note times are already in seconds
     # and quantised to 1/32 at 120 bpm, so the timeline matches.
-    wav = wav / (np.abs(wav).max() + 1e-9)
+    # The HTS engine now and then blows up (samples far beyond its 16-bit range, up to 1e9, for up
+    # to a few seconds); normalising by that peak left the voice all but silent and the onset
+    # alignment below then shifted it by seconds. Such stretches are cut out first.
+    wav = remove_spikes(wav, sr, limit=32767.0, margin=0.05)
+    wav = remove_spikes(wav, sr)
+    if np.abs(wav).max() < 1.0:
+        return None
+    wav = wav / np.abs(wav).max()
     # pyworld: vibrato, pitch / formant shift
     try:
         f0, tt = pw.harvest(wav, sr, frame_period=5.0) if False else pw.dio(wav, sr, frame_period=5.0)
@@ -695,6 +717,7 @@ def sinsy_voice(notes, dur, rng, tmp):
     else:
         y = np.pad(y, (want - on, 0))
     y = np.pad(y, (0, max(0, int(dur * SR) - len(y))))[:int(dur * SR)]
+    y = remove_spikes(y, SR)
     return y / (np.abs(y).max() + 1e-9)
 
 
@@ -998,8 +1021,11 @@ def speech_voice(notes, dur, rng, tmp, engine=None, cache=None):
         log("pyworld speech synth failed", repr(e))
         return None
     y = np.pad(y, (0, max(0, int(dur * SR) - len(y))))[:int(dur * SR)]
+    if not np.all(np.isfinite(y)):
+        return None
+    y = remove_spikes(y, SR)
     pk = np.abs(y).max()
-    if not np.isfinite(pk) or pk < 1e-6:
+    if pk < 1e-6:
         return None
     return (y / pk).astype(np.float32), kind, voice
 
