@@ -57,7 +57,7 @@ with open(os.path.abspath(__file__), "rb") as _f:
     GENERATOR_ID = hashlib.sha1(_f.read()).hexdigest()[:12]
 SF2_DIR = "/usr/share/sounds/sf2"
 # General-MIDI sample sets, one drawn per stem: FluidR3 (fluid-soundfont-gm), TimGM6mb and the small
-# small (4 MB) csound GM bank of csound-soundfont, all 128 programs and the drum notes 35-81.
+# (4 MB) csound GM bank of csound-soundfont, all 128 programs and the drum notes 35-81.
 GM_FONTS = [f for f in ["FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2"] if os.path.exists(os.path.join(SF2_DIR, f))]
 # OPL-3 FM emulation (Debian opl3-soundfont): a General-MIDI set of 2-/4-operator FM timbres, drums
 # included, taken for FM_FONT_PROBABILITY of the stems rendered with a soundfont.
@@ -692,7 +692,7 @@ def sinsy_voice(notes, dur, rng, tmp):
     wav = wav / np.abs(wav).max()
     # pyworld: vibrato, pitch / formant shift
     try:
-        f0, tt = pw.harvest(wav, sr, frame_period=5.0) if False else pw.dio(wav, sr, frame_period=5.0)
+        f0, tt = pw.dio(wav, sr, frame_period=5.0)
         f0 = pw.stonemask(wav, f0, tt, sr)
         sp = pw.cheaptrick(wav, f0, tt, sr)
         ap = pw.d4c(wav, f0, tt, sr)

@@ -22,11 +22,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import soundfile as sf
 
+from train import is_val
+
 SR = 44100
-
-
-def is_held_out(song_dir):
-    return int(os.path.basename(song_dir).split("_")[-1]) % 25 == 0
 
 
 def vocal_defects(song_dir):
@@ -78,8 +76,8 @@ def main():
                 counts[k.split(":")[0]] = counts.get(k.split(":")[0], 0) + 1
         print("%s: %d songs, %d spoiled (%s), %d of them held out" % (
             c, n, len(here), ", ".join("%s %d" % kv for kv in sorted(counts.items())) or "none",
-            sum(1 for d, _ in here if is_held_out(d))))
-    chosen = [d for d, _ in found if a.include_held_out or not is_held_out(d)]
+            sum(1 for d, _ in here if is_val(d))))
+    chosen = [d for d, _ in found if a.include_held_out or not is_val(d)]
     if a.list:
         with open(a.list, "w") as f:
             f.write("".join(d + "\n" for d in chosen))

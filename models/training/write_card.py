@@ -12,6 +12,8 @@ import time
 
 import soundfile as sf
 
+from train import is_val
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["vocals", "drums", "bass", "other"]
 
@@ -39,7 +41,7 @@ def corpus_stats(corpora):
             st["lofi"][s] = st["lofi"].get(s, 0) + bool(m.get(s + "_lofi"))
             if font and font != "oscillators":
                 count("fonts", font)
-    st["n_val"] = sum(1 for d in songs if int(os.path.basename(d).split("_")[-1]) % 25 == 0)
+    st["n_val"] = sum(1 for d in songs if is_val(d))
     return st
 
 
