@@ -11,6 +11,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::delay::DelayLine;
 use crate::model::{FeatureKind, ModelSpec, ResultKind, SeparationModel};
+use crate::wiener::{apply_filter, StereoWiener};
 use crate::window::synthesis_window;
 use crate::worker::{Job, WorkerHandle, WorkerStats};
 
@@ -146,6 +147,9 @@ pub struct Engine {
     /// The job holding the mask in use (`[source][channel][bins]`, conditioned by the worker),
     /// kept for reuse at a missed deadline.
     mask_job: Option<Job>,
+    /// Whether the worker refines each mask by the stereo Wiener post-filter (the model asks
+    /// for it and both it and the audio are stereo); jobs then carry spectra and filters.
+    wiener: bool,
     /// Jobs in the pool, wherever they are.
     pool: usize,
     /// The source that gets whatever the others do not (see [`Engine::residual_source`]).
@@ -252,15 +256,28 @@ impl Engine {
         let pool = delay_frames + 8;
         let feature_len = spec.feature_len();
         let result_len = spec.result_len();
+        let wiener = spec
+            .stereo_wiener_s
+            .filter(|_| spec.result == ResultKind::Mask && spec.channels == 2 && channels == 2)
+            .map(|seconds| {
+                let frames_per_second = f64::from(spec.sample_rate) / hop as f64;
+                StereoWiener::new(sources, spec.bins, seconds, frames_per_second)
+            });
+        let (spectrum_len, filter_len) = wiener
+            .as_ref()
+            .map_or((0, 0), |w| (2 * spec.bins, w.filter_len()));
         let free_jobs = (0..pool)
             .map(|_| Job {
                 frame: 0,
                 features: vec![0.0; feature_len],
                 result: vec![0.0; result_len],
                 ok: false,
+                spectrum: vec![Complex::default(); spectrum_len],
+                filter: vec![Complex::default(); filter_len],
             })
             .collect();
-        let worker = WorkerHandle::spawn(model, pool)?;
+        let uses_wiener = wiener.is_some();
+        let worker = WorkerHandle::spawn(model, wiener, pool)?;
         let mut engine = Self {
             config,
             channels,
@@ -285,6 +302,7 @@ impl Engine {
             ready_samples: vec![0.0; sources * channels * hop],
             read_pos: 0,
             mask_job: None,
+            wiener: uses_wiener,
             pool,
             residual,
             input_delays: (0..channels).map(|_| DelayLine::new(latency)).collect(),
@@ -564,6 +582,11 @@ impl Engine {
                 }
             }
         }
+        if self.wiener {
+            let (left, right) = job.spectrum.split_at_mut(bins);
+            left.copy_from_slice(&spectra[..bins]);
+            right.copy_from_slice(&spectra[self.full_bins..][..bins]);
+        }
         job.frame = frame;
         job.ok = false;
         if let Err(rtrb::PushError::Full(job)) = self.worker.to_worker.push(job) {
@@ -681,7 +704,8 @@ impl Engine {
     /// `source_spectrum`.
     fn source_spectrum_for(&mut self, slot: usize, ch: usize, src: usize, result: Option<&[f32]>) {
         let bins = self.spec.bins;
-        let mix = &self.spectra[slot + ch * self.full_bins..][..self.full_bins];
+        let frame_spectra = &self.spectra[slot..][..self.channels * self.full_bins];
+        let mix = &frame_spectra[ch * self.full_bins..][..self.full_bins];
         let out = &mut self.source_spectrum;
         let fallback = self.spec.fallback_source;
         let whole_mix_or_nothing = |out: &mut [Complex<f32>], mix: &[Complex<f32>]| {
@@ -694,7 +718,10 @@ impl Engine {
         whole_mix_or_nothing(&mut out[bins..], &mix[bins..]);
         match self.spec.result {
             ResultKind::Mask => {
-                if let Some(mask) = self.mask_job.as_ref().map(|job| &job.result[..]) {
+                if let Some(job) = self.mask_job.as_ref().filter(|_| self.wiener) {
+                    let (left, right) = frame_spectra.split_at(self.full_bins);
+                    apply_filter(&job.filter, src, ch, left, right, &mut out[..bins]);
+                } else if let Some(mask) = self.mask_job.as_ref().map(|job| &job.result[..]) {
                     let model_channels = self.spec.channels;
                     let lane = |mc: usize| &mask[(src * model_channels + mc) * bins..][..bins];
                     if model_channels == self.channels || model_channels == 1 {

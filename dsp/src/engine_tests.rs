@@ -411,3 +411,91 @@ fn real_time_resynthesis_is_spread_over_the_hop_and_matches_offline() {
         "lanes done per block: {steps:?}"
     );
 }
+
+/// A stereo mask spec whose model asks for the stereo Wiener post-filter.
+fn wiener_spec(delay_frames: usize) -> ModelSpec {
+    ModelSpec {
+        stereo_wiener_s: Some(1.0),
+        ..mask_spec(&SOURCES, 2048, 512, delay_frames)
+    }
+}
+
+#[test]
+fn stereo_wiener_keeps_the_exact_latency_and_the_sum() {
+    // Identity masks: the filter must hand the whole (delayed) mix to source 0 unchanged, which
+    // only happens when it filters each frame's own spectrum.
+    let input = noise(44_100, 21);
+    let model = FixedMaskModel::identity(wiener_spec(2), 0);
+    let mut engine = Engine::new(Box::new(model), offline()).unwrap();
+    let latency = engine.latency();
+    assert_eq!(latency, 2047 + 512 * 4);
+    let out = run(&mut engine, &input, &random_blocks(22));
+    for ch in 0..2 {
+        for t in latency..input[0].len() {
+            assert!(
+                (out[ch][t] - input[ch][t - latency]).abs() < 1e-4,
+                "channel {ch} t {t}: {} against {}",
+                out[ch][t],
+                input[ch][t - latency]
+            );
+        }
+    }
+    // Masks from the channel balance (a model that hears placement only through levels) on a
+    // mix whose right channel comes and goes: the filter changes the stems (it is active), and
+    // they still sum to the delayed input.
+    let mut input = noise(44_100, 23);
+    for t in 0..input[0].len() {
+        input[1][t] *= if (t / 4410) % 2 == 0 { 0.0 } else { 1.0 };
+    }
+    let stems = |wiener: bool| {
+        let spec = if wiener {
+            wiener_spec(0)
+        } else {
+            mask_spec(&SOURCES, 2048, 512, 0)
+        };
+        let mut engine = Engine::new(Box::new(BalanceModel(spec)), offline()).unwrap();
+        run(&mut engine, &input, &[300])
+    };
+    let (filtered, plain) = (stems(true), stems(false));
+    let latency = 2047 + 512 * 2;
+    for ch in 0..2 {
+        for t in latency..input[0].len() {
+            let sum: f32 = (0..4).map(|s| filtered[s * 2 + ch][t]).sum();
+            assert!((sum - input[ch][t - latency]).abs() < 1e-4, "t {t}");
+        }
+    }
+    let difference: f32 = filtered
+        .iter()
+        .flatten()
+        .zip(plain.iter().flatten())
+        .map(|(a, b)| (a - b).powi(2))
+        .sum();
+    assert!(difference > 1.0, "the filter changed nothing: {difference}");
+    assert!(filtered.iter().flatten().all(|v| v.is_finite()));
+}
+
+/// A stereo mask model without delay: per bin, source 0 gets the left channel's share of the
+/// magnitude, the last source the rest, on both channels.
+struct BalanceModel(ModelSpec);
+
+impl SeparationModel for BalanceModel {
+    fn spec(&self) -> &ModelSpec {
+        &self.0
+    }
+    fn push_frame(&mut self, f: &[f32], sink: &mut dyn ResultSink) -> Result<(), ModelError> {
+        let bins = self.0.bins;
+        let sources = self.0.sources.len();
+        let mut masks = vec![0.0; sources * 2 * bins];
+        for bin in 0..bins {
+            let (l, r) = (f[bin], f[bins + bin]);
+            let share = if l + r > 0.0 { l / (l + r) } else { 0.5 };
+            for ch in 0..2 {
+                masks[ch * bins + bin] = share;
+                masks[((sources - 1) * 2 + ch) * bins + bin] = 1.0 - share;
+            }
+        }
+        sink.emit(&masks);
+        Ok(())
+    }
+    fn reset(&mut self) {}
+}

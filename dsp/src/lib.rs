@@ -1,6 +1,7 @@
 //! Demix's real-time separation engine.
 //!
-//! Data flows one way: input → STFT → model (on the inference worker) → masks → ISTFT → stems.
+//! Data flows one way: input → STFT → model (on the inference worker) → masks (optionally refined
+//! by the stereo Wiener post-filter) → ISTFT → stems.
 //! [`Engine`] is the only engine; [`Separator`] runs it at any host rate. The plugin, live mode
 //! and the offline bounce all drive it.
 
@@ -9,6 +10,7 @@ pub mod engine;
 pub mod model;
 pub mod reference_models;
 pub mod separator;
+pub mod wiener;
 pub mod window;
 pub mod worker;
 

@@ -57,6 +57,9 @@ pub struct ModelSpec {
     /// Frames between a frame's arrival and the moment the model can emit its result, without
     /// compute time: `lookahead + step − 1` (windowed) or `lookahead` (stateful).
     pub delay_frames: usize,
+    /// Mask models on stereo audio: refine the masks with the stereo Wiener post-filter
+    /// ([`crate::wiener`]), its covariances averaged with this time constant in seconds.
+    pub stereo_wiener_s: Option<f64>,
 }
 
 impl ModelSpec {
@@ -114,6 +117,16 @@ impl ModelSpec {
         if let ResultKind::Spectrum { residual: Some(r) } = self.result {
             if r >= self.sources.len() {
                 return Err(format!("residual source index {r} out of range"));
+            }
+        }
+        if let Some(seconds) = self.stereo_wiener_s {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+                return Err(format!(
+                    "the stereo Wiener time constant must be above 0 and at most 600 s, got {seconds}"
+                ));
+            }
+            if self.result != ResultKind::Mask {
+                return Err("the stereo Wiener post-filter needs a mask model".into());
             }
         }
         if self.sample_rate == 0 {

@@ -21,6 +21,7 @@ pub fn mask_spec(sources: &[&str], n_fft: usize, hop: usize, delay_frames: usize
         renormalize_masks: true,
         fallback_source: sources.len() - 1,
         delay_frames,
+        stereo_wiener_s: None,
     }
 }
 

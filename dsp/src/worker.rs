@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use realfft::num_complex::Complex;
+
 use crate::model::{ModelSpec, ResultKind, ResultSink, SeparationModel};
+use crate::wiener::StereoWiener;
 
 /// One frame's round trip: features out to the worker, the model's result back.
 /// Allocated once at set-up and recycled forever.
@@ -24,6 +27,12 @@ pub struct Job {
     pub result: Vec<f32>,
     /// Whether the model produced a finite result for this frame.
     pub ok: bool,
+    /// With the stereo Wiener post-filter: the frame's mix spectrum over the model's bins,
+    /// `[left bins][right bins]`, written by the audio thread. Empty otherwise.
+    pub spectrum: Vec<Complex<f32>>,
+    /// With the stereo Wiener post-filter: the frame's filter, written by the worker with the
+    /// result (layout in [`crate::wiener::apply_filter`]). Empty otherwise.
+    pub filter: Vec<Complex<f32>>,
 }
 
 /// Counters the worker publishes; read them from any thread (relaxed atomics).
@@ -56,9 +65,14 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Starts the worker thread owning `model`, with rings of `capacity` jobs each.
-    /// Set-up only: allocates and spawns.
-    pub fn spawn(model: Box<dyn SeparationModel>, capacity: usize) -> std::io::Result<Self> {
+    /// Starts the worker thread owning `model` (and `wiener`, the stereo Wiener post-filter it
+    /// applies to each mask, if any), with rings of `capacity` jobs each. Set-up only: allocates
+    /// and spawns.
+    pub fn spawn(
+        model: Box<dyn SeparationModel>,
+        wiener: Option<StereoWiener>,
+        capacity: usize,
+    ) -> std::io::Result<Self> {
         let (to_worker, worker_in) = rtrb::RingBuffer::new(capacity);
         let (worker_out, from_worker) = rtrb::RingBuffer::new(capacity);
         let stats = Arc::new(WorkerStats::default());
@@ -68,7 +82,7 @@ impl WorkerHandle {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("demix-inference".into())
-                .spawn(move || run_worker(model, worker_in, worker_out, &stats, &stop))?
+                .spawn(move || run_worker(model, wiener, worker_in, worker_out, &stats, &stop))?
         };
         Ok(Self {
             to_worker,
@@ -115,6 +129,9 @@ impl ResultSink for Pending<'_> {
                     self.stats.invalid_results.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            if ok {
+                self.conditioning.refine(&mut job);
+            }
             job.ok = ok;
             self.done.push_back(job);
         }
@@ -122,7 +139,8 @@ impl ResultSink for Pending<'_> {
 }
 
 /// What the worker does to a result before the audio thread sees it, so the audio thread only
-/// applies it: rejects non-finite values and, for masks, clamps them to 0..1 and renormalises.
+/// applies it: rejects non-finite values and, for masks, clamps them to 0..1, renormalises and
+/// derives the stereo Wiener filter.
 struct Conditioning {
     masks: bool,
     renormalize: bool,
@@ -130,16 +148,34 @@ struct Conditioning {
     sources: usize,
     /// Per model channel and bin: the sum of the sources' masks.
     sums: Vec<f32>,
+    wiener: Option<StereoWiener>,
 }
 
 impl Conditioning {
-    fn new(spec: &ModelSpec) -> Self {
+    fn new(spec: &ModelSpec, wiener: Option<StereoWiener>) -> Self {
         Self {
+            wiener,
             masks: spec.result == ResultKind::Mask,
             renormalize: spec.renormalize_masks,
             fallback_source: spec.fallback_source,
             sources: spec.sources.len(),
             sums: vec![0.0; spec.channels * spec.bins],
+        }
+    }
+
+    /// With the stereo Wiener post-filter, feeds it the job's spectrum and conditioned masks
+    /// (frames arrive in order) and writes the job's filter.
+    fn refine(&mut self, job: &mut Job) {
+        if let Some(wiener) = self.wiener.as_mut() {
+            let (left, right) = job.spectrum.split_at(job.spectrum.len() / 2);
+            wiener.update(left, right, &job.result, &mut job.filter);
+        }
+    }
+
+    /// Forgets the post-filter's history, with the model's.
+    fn reset(&mut self) {
+        if let Some(wiener) = self.wiener.as_mut() {
+            wiener.reset();
         }
     }
 
@@ -194,12 +230,13 @@ fn normalise_masks(
 
 fn run_worker(
     mut model: Box<dyn SeparationModel>,
+    wiener: Option<StereoWiener>,
     mut input: rtrb::Consumer<Job>,
     mut output: rtrb::Producer<Job>,
     stats: &WorkerStats,
     stop: &AtomicBool,
 ) {
-    let mut conditioning = Conditioning::new(model.spec());
+    let mut conditioning = Conditioning::new(model.spec(), wiener);
     let mut features = vec![0.0f32; model.spec().feature_len()];
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut done: VecDeque<Job> = VecDeque::new();
@@ -251,6 +288,7 @@ fn run_worker(
                 // Results can no longer be matched to frames: fail what is pending and restart.
                 fail_all(&mut waiting, &mut done);
                 model.reset();
+                conditioning.reset();
             }
             Err(_) => {
                 stats.panicked.store(true, Ordering::Release);

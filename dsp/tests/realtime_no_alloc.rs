@@ -39,10 +39,12 @@ fn process_never_allocates_at_any_rate_block_size_or_deadline_miss() {
     };
     for rate in [44_100u32, 48_000, 96_000] {
         for channels in [1usize, 2] {
-            let model = Stalling(
-                band_split(mask_spec(&["a", "b", "c", "d"], 2048, 512, 2)),
-                0,
-            );
+            // With the stereo Wiener post-filter, which runs on stereo audio.
+            let spec = ModelSpec {
+                stereo_wiener_s: Some(2.0),
+                ..mask_spec(&["a", "b", "c", "d"], 2048, 512, 2)
+            };
+            let model = Stalling(band_split(spec), 0);
             let mut sep = Separator::new(Box::new(model), config, rate, channels).unwrap();
             let mut dry = DelayLine::new(sep.latency());
             let input = vec![vec![0.25f32; 8192]; channels];

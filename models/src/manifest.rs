@@ -22,6 +22,7 @@
 //! | `output.scale` | float? | complex only: multiplies the output (MDX-Net `compensate`); default 1 |
 //! | `renormalize_masks` | bool | default `true` |
 //! | `fallback_source` | string? | default: the last source |
+//! | `stereo_wiener.time_constant_s` | float? | stereo mask models: refine the masks with the engine's stereo Wiener post-filter, covariances averaged over this many seconds (0 < t <= 600) |
 //! | `streaming.style` | string | `stateful` or `windowed` |
 //! | `streaming.lookahead_frames` | int | `L` |
 //! | `streaming.context_frames` | int | windowed only: `T`, with `L + K <= T` |
@@ -82,8 +83,20 @@ pub struct Manifest {
     /// Source taking bins above `input.bins` and the mix before the first result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_source: Option<String>,
+    /// The engine's stereo Wiener post-filter, when the model asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stereo_wiener: Option<StereoWienerSpec>,
     /// How the model is driven in time.
     pub streaming: Streaming,
+}
+
+/// The manifest's `stereo_wiener` table: the mask model's masks are refined by the engine's
+/// stereo Wiener post-filter (`demix_dsp::wiener`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StereoWienerSpec {
+    /// Time constant of the running spatial covariances, in seconds.
+    pub time_constant_s: f64,
 }
 
 fn default_true() -> bool {
@@ -345,7 +358,27 @@ impl Manifest {
         }
         self.validate_sources()?;
         self.validate_tensors()?;
+        self.validate_stereo_wiener()?;
         self.validate_streaming()
+    }
+
+    fn validate_stereo_wiener(&self) -> Result<(), ManifestError> {
+        let Some(wiener) = &self.stereo_wiener else {
+            return Ok(());
+        };
+        let seconds = wiener.time_constant_s;
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+            return fail(format!(
+                "stereo_wiener.time_constant_s {seconds} must be above 0 and at most 600"
+            ));
+        }
+        if self.channels != 2 {
+            return fail("stereo_wiener needs a stereo model (channels 2)");
+        }
+        if self.output.kind == OutputKind::Complex {
+            return fail("stereo_wiener applies to mask and magnitude outputs, not complex");
+        }
+        Ok(())
     }
 
     fn validate_sources(&self) -> Result<(), ManifestError> {
@@ -545,6 +578,7 @@ impl Manifest {
             renormalize_masks: self.renormalize_masks,
             fallback_source: self.fallback_index(),
             delay_frames: self.delay_frames(),
+            stereo_wiener_s: self.stereo_wiener.as_ref().map(|w| w.time_constant_s),
         };
         spec.validate().map_err(ManifestError)?;
         Ok(spec)

@@ -347,3 +347,40 @@ fn streaming_rules() {
         "streaming.context_frames 100000 spans 1161.0 s of audio",
     );
 }
+
+#[test]
+fn stereo_wiener_reaches_the_spec_and_its_rules_have_precise_messages() {
+    let mut value = default_json();
+    value["stereo_wiener"] = json!({"time_constant_s": 5.8});
+    let spec = parse(&value).unwrap().model_spec().unwrap();
+    assert_eq!(spec.stereo_wiener_s, Some(5.8));
+    assert_eq!(
+        parse(&default_json())
+            .unwrap()
+            .model_spec()
+            .unwrap()
+            .stereo_wiener_s,
+        None
+    );
+    for bad in [0.0, -1.0, 601.0] {
+        assert_error(
+            |v| v["stereo_wiener"] = json!({"time_constant_s": bad}),
+            "stereo_wiener.time_constant_s",
+        );
+    }
+    assert_error(
+        |v| v["stereo_wiener"] = json!({"time_constant_s": 1.0, "iterations": 2}),
+        "unknown field `iterations`",
+    );
+    assert_error(
+        |v| {
+            v["stereo_wiener"] = json!({"time_constant_s": 1.0});
+            v["channels"] = json!(1);
+        },
+        "stereo_wiener needs a stereo model",
+    );
+    let mut mdx = mdx_json();
+    mdx["stereo_wiener"] = json!({"time_constant_s": 1.0});
+    let text = parse(&mdx).unwrap_err().to_string();
+    assert!(text.contains("not complex"), "{text}");
+}

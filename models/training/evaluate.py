@@ -5,7 +5,8 @@ ONNX mode (default): the streaming step graph runs frame by frame in onnxruntime
 periodic Hann analysis (frame m = samples [m*hop-(n_fft-hop), m*hop+hop)), the output of call m is
 the mask of frame m-L, masks renormalised to sum 1 over sources, inverse FFT with the dual
 synthesis window w_s = w_a / sum_k w_a(n-k*hop)^2, overlap-add, output aligned with the input
-(i.e. trimmed by the latency).  --ckpt runs the full-sequence PyTorch model instead (same result up
+(i.e. trimmed by the latency); when the manifest asks for the stereo Wiener post-filter
+(`stereo_wiener`), the masks are refined by it exactly as `dsp/src/wiener.rs` does.  --ckpt runs the full-sequence PyTorch model instead (same result up
 to ~1e-5, faster, for quick checks during training).
 
 Metric: global SDR per stem and clip over both channels, only for non-silent reference stems
@@ -72,6 +73,13 @@ def n_frames_for(N, L):
     return (N - 1 + N_FFT - HOP) // HOP + 1
 
 
+def manifest_of(path):
+    """The demix.manifest of an ONNX file."""
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    return json.loads(meta["demix.manifest"])
+
+
 def run_onnx(path, mag):
     """mag [C, F, T] -> masks [S, C, F, T] via the streaming step graph (zero-fed L extra calls)."""
     import onnxruntime as ort
@@ -111,6 +119,43 @@ def run_torch(ckpt, mag):
         return net(mm)[0].numpy(), net.L
 
 
+POWER_FLOOR, LOADING = 1e-12, 1e-6
+
+
+def stereo_wiener(masks, X, time_constant_s, residual):
+    """The engine's stereo Wiener post-filter (dsp/src/wiener.rs): masks [S, 2, F, T] (sum 1),
+    mix X [2, F, T] -> source spectra [S, 2, F, T]; source `residual` gets the mix minus the others."""
+    S, C, F, T = masks.shape
+    past = np.exp(-1.0 / (time_constant_s * SR / HOP))
+    new = 1.0 - past
+    lp = np.full((S, F), POWER_FLOOR)
+    rp = np.full((S, F), POWER_FLOOR)
+    cross = np.zeros((S, F), complex)
+    pw = np.full((S, F), POWER_FLOOR)
+    out = np.zeros((S, C, F, T), complex)
+    for m in range(T):
+        xl, xr = X[0, :, m], X[1, :, m]
+        ml, mr = masks[:, 0, :, m], masks[:, 1, :, m]
+        yl, yr = ml * xl, mr * xr
+        pl, pr = np.abs(yl) ** 2, np.abs(yr) ** 2
+        lp = past * lp + new * (pl + POWER_FLOOR)
+        rp = past * rp + new * (pr + POWER_FLOOR)
+        cross = cross * past + yl * yr.conj() * new
+        pw = past * pw + new * (0.5 * (pl + pr) + POWER_FLOOR)
+        gain = 0.5 * (ml + mr) * (0.5 * (np.abs(xl) ** 2 + np.abs(xr) ** 2)) / pw
+        c_ll, c_rr, c_lr = (gain * lp).sum(0), (gain * rp).sum(0), (gain * cross).sum(0)
+        loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
+        c_ll, c_rr = c_ll + loading, c_rr + loading
+        det = c_ll * c_rr - np.abs(c_lr) ** 2
+        zl = (xl * c_rr - c_lr * xr) / det
+        zr = (xr * c_ll - c_lr.conj() * xl) / det
+        out[:, 0, :, m] = (zl * lp + cross * zr) * gain
+        out[:, 1, :, m] = (cross.conj() * zl + zr * rp) * gain
+    others = [s for s in range(S) if s != residual]
+    out[residual] = X - out[others].sum(0)
+    return out
+
+
 def sdr(ref, est):
     return 10 * np.log10((np.sum(ref ** 2) + 1e-7) / (np.sum((ref - est) ** 2) + 1e-7))
 
@@ -123,10 +168,18 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--write-dir", default=None, help="write <clip>/<stem>.wav estimates here")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--stereo-wiener", type=float, default=None,
+                    help="time constant (s) of the stereo Wiener post-filter; default: the ONNX manifest's (none with --ckpt); 0: off")
     ap.add_argument("--confusion", action="store_true",
                     help="also print, per clip, the share of each reference stem's STFT energy that each mask passes")
     a = ap.parse_args()
     info = json.load(open(os.path.join(a.dev, "clips.json")))
+    man = {} if a.ckpt else manifest_of(a.onnx)
+    wiener_s = a.stereo_wiener
+    if wiener_s is None:
+        wiener_s = man.get("stereo_wiener", {}).get("time_constant_s", 0.0)
+    residual = SOURCES.index(man.get("fallback_source", SOURCES[-1]))
+    print("stereo Wiener post-filter: %s" % ("%g s" % wiener_s if wiener_s > 0 else "off"), file=sys.stderr)
     rows = {"model": {s: [] for s in SOURCES}, "mixture/4": {s: [] for s in SOURCES}, "oracle IRM": {s: [] for s in SOURCES}}
     per_clip = {}
     for clip in info["clips"]:
@@ -146,7 +199,10 @@ def main():
             masks, L = run_onnx(a.onnx, mag)
         masks = masks.astype(np.float64)
         masks = masks / np.maximum(masks.sum(0, keepdims=True), 1e-8)
-        est = synthesis(masks * X[None], N)
+        if wiener_s > 0:
+            est = synthesis(stereo_wiener(masks, X, wiener_s, residual), N)
+        else:
+            est = synthesis(masks * X[None], N)
         ests = {"model": est, "mixture/4": np.stack([mix / 4] * 4)}
         if not a.no_baselines or a.confusion:
             R = analysis(refs.reshape(-1, N), T).reshape(4, 2, NB, T)
@@ -186,7 +242,7 @@ def main():
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"table": table, "per_clip": per_clip, "model": a.ckpt or a.onnx}, f, indent=1)
+            json.dump({"table": table, "per_clip": per_clip, "model": a.ckpt or a.onnx, "stereo_wiener_s": wiener_s}, f, indent=1)
 
 
 if __name__ == "__main__":

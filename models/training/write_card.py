@@ -81,6 +81,9 @@ def main():
     w("| parameters | %d (%.2f M) |" % (rep["params"], rep["params"] / 1e6))
     w("| sample rate / STFT | %d Hz, n_fft %d, hop %d, periodic Hann analysis, %d bins, stereo linear magnitude in |" % (sr, nfft, hop, nfft // 2 + 1))
     w("| output | masks [1, 4, 2, 1025, 1], softmax over sources (sum 1; `renormalize_masks` true) |")
+    wiener_s = man.get("stereo_wiener", {}).get("time_constant_s")
+    if wiener_s:
+        w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s): each source's running spatial covariance refines its masks, no added latency (docs/model-contract.md) |" % wiener_s)
     w("| streaming | stateful, one frame per call, `lookahead_frames` = %d, state `state_in`/`state_out` %s (zero-initialised) |" % (L, man["streaming"]["state"][0]["shape"]))
     w("| latency | STFT %d samples (n_fft − 1) + lookahead %d × %d = %d samples → %d samples = %.1f ms at %d Hz, before the engine's compute slack D·hop and any resampler delay |" % (
         nfft - 1, L, hop, L * hop, nfft - 1 + L * hop, (nfft - 1 + L * hop) / sr * 1000, sr))
@@ -90,7 +93,8 @@ def main():
     w("")
     w("Cost was measured by `export.py` on the 2-core build machine, a shared VM whose timings vary from run to run (repeated runs of the same file there differ by up to about 2×); the notes below give back-to-back comparisons.\n")
     w("## Evaluation (dev set, `/work/shared/eval/dev`, 6 clips × 10 s)\n")
-    w("Global SDR in dB (per stem over both channels, non-silent references only; mean over clips; overall = mean of the stem means), computed by `models/training/evaluate.py`, which runs the ONNX step graph frame by frame in onnxruntime exactly like the engine (periodic Hann analysis, masks renormalised, dual-window overlap-add, latency trimmed).\n")
+    w("Global SDR in dB (per stem over both channels, non-silent references only; mean over clips; overall = mean of the stem means), computed by `models/training/evaluate.py`, which runs the ONNX step graph frame by frame in onnxruntime exactly like the engine (periodic Hann analysis, masks renormalised, dual-window overlap-add, latency trimmed%s).\n" % (
+        ", the stereo Wiener post-filter as the manifest asks" if ev.get("stereo_wiener_s") else ""))
     w("| | vocals | drums | bass | other | overall |\n|---|---|---|---|---|---|")
     for name in ["model", "mixture/4", "oracle IRM"]:
         if name in t:

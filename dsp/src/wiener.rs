@@ -1,0 +1,156 @@
+//! The stereo Wiener post-filter: turns a mask model's per-channel masks into a 2 × 2 filter per
+//! source and bin that also uses each source's inter-channel covariance, tracked causally over
+//! past frames. Sources panned apart are then separated by their placement as well as by their
+//! spectra. It adds no latency, and the filtered sources sum to the mix.
+//!
+//! Per bin, with mix `x = (x_L, x_R)` and masks `m_jc`: the source's masked image
+//! `y_j = (m_jL x_L, m_jR x_R)` updates its running spatial covariance
+//! `R_j = E[y_j y_jᴴ] / E[½|y_j|²]` (one-pole averages with the time constant the manifest gives);
+//! its power is `v_j = ½(m_jL + m_jR) · ½|x|²`; and its filter is `W_j = v_j R_j (Σ_k v_k R_k)⁻¹`,
+//! so that `ŝ_j = W_j x`. The worker computes it in double precision (the covariance of a source
+//! heard in one place is nearly singular), the audio thread only applies it.
+//! `models/training/evaluate.py` computes the same.
+
+use realfft::num_complex::Complex;
+
+/// Added to every power average so the covariances stay invertible and never subnormal.
+const POWER_FLOOR: f64 = 1e-12;
+
+/// Diagonal loading of the mix covariance, relative to its trace.
+const LOADING: f64 = 1e-6;
+
+/// Running spatial covariances of every source. Lives on the inference worker: built there at
+/// set-up, then [`StereoWiener::update`] and [`StereoWiener::reset`] never allocate.
+pub struct StereoWiener {
+    sources: usize,
+    bins: usize,
+    /// Weight of the past in each one-pole average, per frame.
+    smoothing: f64,
+    /// Per source and bin: running `E|y_L|²`, `E|y_R|²`, `E[y_L y_R*]`, `E[½|y|²]`.
+    left_power: Vec<f64>,
+    right_power: Vec<f64>,
+    cross: Vec<Complex<f64>>,
+    power: Vec<f64>,
+    /// Per source, for the bin being solved: `v_j / E[½|y_j|²]`.
+    gains: Vec<f64>,
+}
+
+impl StereoWiener {
+    /// A filter for `sources` sources over the lowest `bins` bins, forgetting the past with
+    /// `time_constant_s` seconds at `frames_per_second` frames a second. Allocates; not
+    /// real-time safe.
+    pub fn new(sources: usize, bins: usize, time_constant_s: f64, frames_per_second: f64) -> Self {
+        let smoothing = (-1.0 / (time_constant_s * frames_per_second)).exp();
+        let mut filter = Self {
+            sources,
+            bins,
+            smoothing,
+            left_power: vec![0.0; sources * bins],
+            right_power: vec![0.0; sources * bins],
+            cross: vec![Complex::default(); sources * bins],
+            power: vec![0.0; sources * bins],
+            gains: vec![0.0; sources],
+        };
+        filter.reset();
+        filter
+    }
+
+    /// Forgets the covariances: every source starts as spatially white. Real-time safe.
+    pub fn reset(&mut self) {
+        self.left_power.fill(POWER_FLOOR);
+        self.right_power.fill(POWER_FLOOR);
+        self.cross.fill(Complex::default());
+        self.power.fill(POWER_FLOOR);
+    }
+
+    /// Values of one frame's filter: `[source][out channel][in channel][bin]`.
+    pub fn filter_len(&self) -> usize {
+        self.sources * 4 * self.bins
+    }
+
+    /// Takes one frame: the mix's `left` and `right` spectra (at least `bins` bins) and the
+    /// masks, laid out `[source][channel][bin]`. Updates the covariances and writes the frame's
+    /// filter into `filter` ([`StereoWiener::filter_len`] values, see [`apply_filter`]).
+    pub fn update(
+        &mut self,
+        left: &[Complex<f32>],
+        right: &[Complex<f32>],
+        masks: &[f32],
+        filter: &mut [Complex<f32>],
+    ) {
+        let (bins, past) = (self.bins, self.smoothing);
+        let new = 1.0 - past;
+        for bin in 0..bins {
+            let (xl, xr) = (widen(left[bin]), widen(right[bin]));
+            let mix_power = 0.5 * (xl.norm_sqr() + xr.norm_sqr());
+            let (mut c_ll, mut c_rr, mut c_lr) = (0.0, 0.0, Complex::<f64>::default());
+            for src in 0..self.sources {
+                let at = src * bins + bin;
+                let ml = f64::from(masks[(src * 2) * bins + bin]);
+                let mr = f64::from(masks[(src * 2 + 1) * bins + bin]);
+                let (yl, yr) = (xl * ml, xr * mr);
+                let (pl, pr) = (yl.norm_sqr(), yr.norm_sqr());
+                self.left_power[at] = past * self.left_power[at] + new * (pl + POWER_FLOOR);
+                self.right_power[at] = past * self.right_power[at] + new * (pr + POWER_FLOOR);
+                self.cross[at] = self.cross[at] * past + yl * yr.conj() * new;
+                self.power[at] = past * self.power[at] + new * (0.5 * (pl + pr) + POWER_FLOOR);
+                let gain = 0.5 * (ml + mr) * mix_power / self.power[at];
+                self.gains[src] = gain;
+                c_ll += gain * self.left_power[at];
+                c_rr += gain * self.right_power[at];
+                c_lr += self.cross[at] * gain;
+            }
+            let loading = LOADING * (c_ll + c_rr) + POWER_FLOOR;
+            c_ll += loading;
+            c_rr += loading;
+            let det = c_ll * c_rr - c_lr.norm_sqr();
+            for src in 0..self.sources {
+                let at = src * bins + bin;
+                let scale = self.gains[src] / det;
+                let (a, b, q) = (self.left_power[at], self.right_power[at], self.cross[at]);
+                let entries = [
+                    (q * -c_lr.conj() + a * c_rr) * scale,
+                    (q * c_ll - c_lr * a) * scale,
+                    (q.conj() * c_rr - c_lr.conj() * b) * scale,
+                    (c_lr * -q.conj() + b * c_ll) * scale,
+                ];
+                for (k, w) in entries.into_iter().enumerate() {
+                    filter[(src * 4 + k) * bins + bin] = Complex::new(w.re as f32, w.im as f32);
+                }
+            }
+        }
+    }
+}
+
+/// Writes source `src`'s spectrum for output channel `channel` (0 left, 1 right) into `out`:
+/// the frame's `filter` (from [`StereoWiener::update`], `bins` bins) applied to the mix's `left`
+/// and `right` spectra. Real-time safe.
+pub fn apply_filter(
+    filter: &[Complex<f32>],
+    src: usize,
+    channel: usize,
+    left: &[Complex<f32>],
+    right: &[Complex<f32>],
+    out: &mut [Complex<f32>],
+) {
+    let bins = out.len();
+    let row = &filter[(src * 4 + channel * 2) * bins..][..2 * bins];
+    let (from_left, from_right) = row.split_at(bins);
+    for ((((o, &wl), &wr), &xl), &xr) in out
+        .iter_mut()
+        .zip(from_left)
+        .zip(from_right)
+        .zip(left)
+        .zip(right)
+    {
+        *o = wl * xl + wr * xr;
+    }
+}
+
+fn widen(z: Complex<f32>) -> Complex<f64> {
+    Complex::new(f64::from(z.re), f64::from(z.im))
+}
+
+#[cfg(test)]
+#[path = "wiener_tests.rs"]
+mod tests;
