@@ -184,7 +184,15 @@ impl SeparationModel for SlowModel {
 
 #[test]
 fn missed_deadlines_keep_output_continuous_and_summing_to_the_input() {
-    let spec = mask_spec(&SOURCES, 1024, 256, 0);
+    for stereo_wiener_s in [None, Some(1.0)] {
+        missed_deadlines_keep_the_sum(ModelSpec {
+            stereo_wiener_s,
+            ..mask_spec(&SOURCES, 1024, 256, 0)
+        });
+    }
+}
+
+fn missed_deadlines_keep_the_sum(spec: ModelSpec) {
     let model = SlowModel {
         inner: band_split(spec),
         frames: 0,

@@ -80,6 +80,12 @@ fn print_model(loaded: &LoadedModel, slack: usize) {
             }
         }
     );
+    if let Some(seconds) = spec.stereo_wiener_s {
+        println!(
+            "Post-filter:  stereo Wiener filter on stereo input (spatial covariances over \
+             {seconds} s); none on mono input"
+        );
+    }
     println!(
         "Slack:        {slack} hops in real time (--slack), {OFFLINE_SLACK_HOPS} hops in \
          `demix separate` (whose output is trimmed, so latency does not matter there)"

@@ -20,6 +20,7 @@ fn models_lists_the_built_in_model_and_the_runtime() {
         "Sources:",
         "Latency:",
         "ONNX Runtime",
+        "Post-filter:  stereo Wiener filter",
     ] {
         assert!(text.contains(needle), "'{needle}' missing:\n{text}");
     }
