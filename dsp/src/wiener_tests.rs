@@ -1,6 +1,7 @@
 use super::*;
 
-const BINS: usize = 8;
+/// One full block of covariance statistics and a partial one.
+const BINS: usize = BLOCK_BINS + 3;
 
 /// Deterministic pseudo-random complex values in -1..1.
 fn noise(seed: &mut u64) -> Complex<f32> {

@@ -119,38 +119,49 @@ def run_torch(ckpt, mag):
         return net(mm)[0].numpy(), net.L
 
 
-POWER_FLOOR, LOADING = 1e-12, 1e-6
+POWER_FLOOR, LOADING, BLOCK_BINS = 1e-12, 1e-6, 64
 
 
 def stereo_wiener(masks, X, time_constant_s, residual):
     """The engine's stereo Wiener post-filter (dsp/src/wiener.rs): masks [S, 2, F, T] (sum 1),
-    mix X [2, F, T] -> source spectra [S, 2, F, T]; source `residual` gets the mix minus the others."""
+    mix X [2, F, T] -> source spectra [S, 2, F, T]; source `residual` gets the mix minus the others.
+    Each source's spatial covariance is a one-pole average over frames of its masked image's
+    statistics, pooled over blocks of BLOCK_BINS bins."""
     S, C, F, T = masks.shape
     past = np.exp(-1.0 / (time_constant_s * SR / HOP))
     new = 1.0 - past
-    lp = np.full((S, F), POWER_FLOOR)
-    rp = np.full((S, F), POWER_FLOOR)
-    cross = np.zeros((S, F), complex)
-    pw = np.full((S, F), POWER_FLOOR)
+    block = np.arange(F) // BLOCK_BINS
+    count = np.bincount(block).astype(np.float64)
+    B = len(count)
+
+    def pooled(v):  # [S, F] -> per-block sums [S, B]
+        if np.iscomplexobj(v):
+            return pooled(v.real) + 1j * pooled(v.imag)
+        return np.stack([np.bincount(block, weights=row, minlength=B) for row in v])
+
+    lp, rp, pw = (np.tile(POWER_FLOOR * count, (S, 1)) for _ in range(3))
+    cross = np.zeros((S, B), complex)
     out = np.zeros((S, C, F, T), complex)
     for m in range(T):
         xl, xr = X[0, :, m], X[1, :, m]
         ml, mr = masks[:, 0, :, m], masks[:, 1, :, m]
         yl, yr = ml * xl, mr * xr
         pl, pr = np.abs(yl) ** 2, np.abs(yr) ** 2
-        lp = past * lp + new * (pl + POWER_FLOOR)
-        rp = past * rp + new * (pr + POWER_FLOOR)
-        cross = cross * past + yl * yr.conj() * new
-        pw = past * pw + new * (0.5 * (pl + pr) + POWER_FLOOR)
-        gain = 0.5 * (ml + mr) * (0.5 * (np.abs(xl) ** 2 + np.abs(xr) ** 2)) / pw
-        c_ll, c_rr, c_lr = (gain * lp).sum(0), (gain * rp).sum(0), (gain * cross).sum(0)
+        lp = past * lp + new * pooled(pl + POWER_FLOOR)
+        rp = past * rp + new * pooled(pr + POWER_FLOOR)
+        cross = past * cross + new * pooled(yl * yr.conj())
+        pw = past * pw + new * pooled(0.5 * (pl + pr) + POWER_FLOOR)
+        # per bin, the block means
+        L, R, Q, P = (v[:, block] / count[block] for v in (lp, rp, cross, pw))
+        gain = 0.5 * (ml + mr) * (0.5 * (np.abs(xl) ** 2 + np.abs(xr) ** 2)) / P
+        c_ll, c_rr, c_lr = (gain * L).sum(0), (gain * R).sum(0), (gain * Q).sum(0)
         loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
         c_ll, c_rr = c_ll + loading, c_rr + loading
         det = c_ll * c_rr - np.abs(c_lr) ** 2
         zl = (xl * c_rr - c_lr * xr) / det
         zr = (xr * c_ll - c_lr.conj() * xl) / det
-        out[:, 0, :, m] = (zl * lp + cross * zr) * gain
-        out[:, 1, :, m] = (cross.conj() * zl + zr * rp) * gain
+        out[:, 0, :, m] = (zl * L + Q * zr) * gain
+        out[:, 1, :, m] = (Q.conj() * zl + zr * R) * gain
     others = [s for s in range(S) if s != residual]
     out[residual] = X - out[others].sum(0)
     return out
