@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Time constant of the engine's stereo Wiener post-filter that the manifest asks for (seconds;
 # chosen on held-out synthetic songs, see MODEL_CARD.md).
-STEREO_WIENER_S = 5.8
+STEREO_WIENER_S = 2.3
 
 
 def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S):
