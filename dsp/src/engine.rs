@@ -106,7 +106,7 @@ impl StatsHandle {
     pub fn model_panicked(&self) -> bool {
         self.worker.panicked.load(Ordering::Relaxed)
     }
-    /// Total time spent in the model, in seconds.
+    /// Total time spent in the model (and the stereo Wiener post-filter it feeds), in seconds.
     pub fn model_busy_seconds(&self) -> f64 {
         self.worker.busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9
     }

@@ -44,7 +44,7 @@ pub struct WorkerStats {
     pub errors: AtomicU64,
     /// Results that contained NaN/Inf and were discarded.
     pub invalid_results: AtomicU64,
-    /// Nanoseconds spent inside the model.
+    /// Nanoseconds spent inside the model, including the stereo Wiener post-filter of its results.
     pub busy_nanos: AtomicU64,
     /// Set when the model panicked; the worker then stops and every later frame falls back.
     pub panicked: AtomicBool,
