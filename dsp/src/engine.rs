@@ -258,7 +258,8 @@ impl Engine {
         let result_len = spec.result_len();
         let wiener = spec
             .stereo_wiener_s
-            .filter(|_| spec.result == ResultKind::Mask && spec.channels == 2 && channels == 2)
+            // `validate` has checked that only mask models ask for it.
+            .filter(|_| spec.channels == 2 && channels == 2)
             .map(|seconds| {
                 let frames_per_second = f64::from(spec.sample_rate) / hop as f64;
                 StereoWiener::new(sources, spec.bins, seconds, frames_per_second)

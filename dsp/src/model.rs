@@ -120,9 +120,10 @@ impl ModelSpec {
             }
         }
         if let Some(seconds) = self.stereo_wiener_s {
-            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+            let longest = crate::wiener::MAX_TIME_CONSTANT_S;
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= longest) {
                 return Err(format!(
-                    "the stereo Wiener time constant must be above 0 and at most 600 s, got {seconds}"
+                    "the stereo Wiener time constant must be above 0 and at most {longest} s, got {seconds}"
                 ));
             }
             if self.result != ResultKind::Mask {

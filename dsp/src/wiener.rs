@@ -21,6 +21,9 @@ const POWER_FLOOR: f64 = 1e-12;
 /// Diagonal loading of the mix covariance, relative to its trace.
 const LOADING: f64 = 1e-6;
 
+/// Longest time constant a model may ask for, in seconds.
+pub const MAX_TIME_CONSTANT_S: f64 = 600.0;
+
 /// Bins whose statistics pool into one covariance (1.4 kHz at 44.1 kHz with a 2048-point FFT);
 /// the last block holds the bins left over.
 pub const BLOCK_BINS: usize = 64;

@@ -367,9 +367,10 @@ impl Manifest {
             return Ok(());
         };
         let seconds = wiener.time_constant_s;
-        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+        let longest = demix_dsp::wiener::MAX_TIME_CONSTANT_S;
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= longest) {
             return fail(format!(
-                "stereo_wiener.time_constant_s {seconds} must be above 0 and at most 600"
+                "stereo_wiener.time_constant_s {seconds} must be above 0 and at most {longest}"
             ));
         }
         if self.channels != 2 {

@@ -167,6 +167,22 @@ def stereo_wiener(masks, X, time_constant_s, residual):
     return out
 
 
+def engine_settings(man, stereo_wiener_s=None):
+    """(post-filter time constant in s, 0 for none; residual source index) of a manifest as the
+    engine reads them; `stereo_wiener_s` overrides the manifest's time constant."""
+    if stereo_wiener_s is None:
+        stereo_wiener_s = man.get("stereo_wiener", {}).get("time_constant_s", 0.0)
+    return stereo_wiener_s, SOURCES.index(man.get("fallback_source", SOURCES[-1]))
+
+
+def source_spectra(masks, X, stereo_wiener_s, residual):
+    """The engine's source spectra [S, 2, F, T] from renormalised masks and the mix X: the stereo
+    Wiener post-filter when `stereo_wiener_s` > 0, else the masks applied as they are."""
+    if stereo_wiener_s > 0:
+        return stereo_wiener(masks, X, stereo_wiener_s, residual)
+    return masks * X[None]
+
+
 def sdr(ref, est):
     return 10 * np.log10((np.sum(ref ** 2) + 1e-7) / (np.sum((ref - est) ** 2) + 1e-7))
 
@@ -185,11 +201,7 @@ def main():
                     help="also print, per clip, the share of each reference stem's STFT energy that each mask passes")
     a = ap.parse_args()
     info = json.load(open(os.path.join(a.dev, "clips.json")))
-    man = {} if a.ckpt else manifest_of(a.onnx)
-    wiener_s = a.stereo_wiener
-    if wiener_s is None:
-        wiener_s = man.get("stereo_wiener", {}).get("time_constant_s", 0.0)
-    residual = SOURCES.index(man.get("fallback_source", SOURCES[-1]))
+    wiener_s, residual = engine_settings({} if a.ckpt else manifest_of(a.onnx), a.stereo_wiener)
     print("stereo Wiener post-filter: %s" % ("%g s" % wiener_s if wiener_s > 0 else "off"), file=sys.stderr)
     rows = {"model": {s: [] for s in SOURCES}, "mixture/4": {s: [] for s in SOURCES}, "oracle IRM": {s: [] for s in SOURCES}}
     per_clip = {}
@@ -210,10 +222,7 @@ def main():
             masks, L = run_onnx(a.onnx, mag)
         masks = masks.astype(np.float64)
         masks = masks / np.maximum(masks.sum(0, keepdims=True), 1e-8)
-        if wiener_s > 0:
-            est = synthesis(stereo_wiener(masks, X, wiener_s, residual), N)
-        else:
-            est = synthesis(masks * X[None], N)
+        est = synthesis(source_spectra(masks, X, wiener_s, residual), N)
         ests = {"model": est, "mixture/4": np.stack([mix / 4] * 4)}
         if not a.no_baselines or a.confusion:
             R = analysis(refs.reshape(-1, N), T).reshape(4, 2, NB, T)

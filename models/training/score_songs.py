@@ -48,10 +48,7 @@ def main():
     songs = sorted(d for d in glob.glob(os.path.join(a.corpus, "*")) if os.path.isdir(d) and not d.endswith(".part"))
     models = []
     for path in a.onnx:
-        man = ev.manifest_of(path)
-        wiener_s = man.get("stereo_wiener", {}).get("time_constant_s", 0.0)
-        residual = ev.SOURCES.index(man.get("fallback_source", ev.SOURCES[-1]))
-        models.append((path, wiener_s, residual))
+        models.append((path,) + ev.engine_settings(ev.manifest_of(path)))
     scores = {(p, kind): {s: [] for s in ev.SOURCES} for p, _, _ in models for kind in ("engine", "plain")}
     for song in songs:
         cut = window(song)
@@ -64,9 +61,8 @@ def main():
             masks, _ = ev.run_onnx(path, np.abs(X).astype(np.float32))
             masks = masks.astype(np.float64)
             masks /= np.maximum(masks.sum(0, keepdims=True), 1e-8)
-            plain = masks * X[None]
-            engine = ev.stereo_wiener(masks, X, wiener_s, residual) if wiener_s > 0 else plain
-            for kind, Y in (("engine", engine), ("plain", plain)):
+            for kind, Y in (("engine", ev.source_spectra(masks, X, wiener_s, residual)),
+                            ("plain", ev.source_spectra(masks, X, 0.0, residual))):
                 est = ev.synthesis(Y, n)
                 for i, s in enumerate(ev.SOURCES):
                     if np.sum(refs[i] ** 2) > 1e-3 * np.sum(mix ** 2):

@@ -12,6 +12,7 @@ import time
 
 import soundfile as sf
 
+from evaluate import BLOCK_BINS
 from train import is_val
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,7 +84,7 @@ def main():
     w("| output | masks [1, 4, 2, 1025, 1], softmax over sources (sum 1; `renormalize_masks` true) |")
     wiener_s = man.get("stereo_wiener", {}).get("time_constant_s")
     if wiener_s:
-        w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s): each source's running spatial covariance (pooled over 64-bin blocks) refines its masks, no added latency (docs/model-contract.md) |" % wiener_s)
+        w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s): each source's running spatial covariance (pooled over %d-bin blocks) refines its masks, no added latency (docs/model-contract.md) |" % (wiener_s, BLOCK_BINS))
     w("| streaming | stateful, one frame per call, `lookahead_frames` = %d, state `state_in`/`state_out` %s (zero-initialised) |" % (L, man["streaming"]["state"][0]["shape"]))
     w("| latency | STFT %d samples (n_fft − 1) + lookahead %d × %d = %d samples → %d samples = %.1f ms at %d Hz, before the engine's compute slack D·hop and any resampler delay |" % (
         nfft - 1, L, hop, L * hop, nfft - 1 + L * hop, (nfft - 1 + L * hop) / sr * 1000, sr))
