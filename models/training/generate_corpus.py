@@ -25,7 +25,7 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
   whichever are installed), analysed with pyworld,
   syllable-ish voiced units time-warped onto the melody notes, F0 replaced by the melody (glides,
   scoops, vibrato, jitter), optional formant shift, resynthesized at 44.1 kHz.  Lead source mix:
-  ~45% sung speech, ~20% pysinsy, rest formant (fallbacks when a synthesizer is missing;
+  ~45% sung speech, ~20% pysinsy, rest formant (fallbacks when a synthesizer is missing or, for pysinsy, loses the voice;
   --vocal-kind forces one).  MBROLA voices are never used (reserved for evaluation).  Harmonies /
   doubles (formant or the same sung-speech singer), reverb with sox;
 * mixing: random low-pass / high-pass filters on every stem, pan/width, per-stem loudness.
@@ -452,6 +452,19 @@ def remove_spikes(x, sr, limit=None, ratio=6.0, margin=0.01):
     return x * np.clip(1.0 - np.convolve(near.astype(np.float64), fade, mode="same"), 0.0, 1.0)
 
 
+def voice_is_lost(y, notes, sr=SR):
+    """True when a rendered vocal line (mono) is within 30 dB of its loudest 100 ms for under a
+    third of the time its melody (notes of (pitch, start, end) seconds) asks for singing: the voice
+    was lost (a synthesizer blow-up left a burst and silence)."""
+    sung = sum(max(0.0, t1 - t0) for _, t0, t1 in notes)
+    frame = sr // 10
+    n = len(y) // frame * frame
+    if sung <= 1.0 or not n:
+        return False
+    level = 10 * np.log10(np.mean(np.reshape(y[:n], (-1, frame)) ** 2, axis=1) + 1e-12)
+    return np.sum(level > level.max() - 30) * frame / sr < sung / 3
+
+
 def synth_voice(notes, dur, rng, singer=None):
     """Render a list of (pitch, t0, t1) notes as sung syllables. Returns mono float32 signal."""
     if singer is None:
@@ -718,6 +731,9 @@ def sinsy_voice(notes, dur, rng, tmp):
         y = np.pad(y, (want - on, 0))
     y = np.pad(y, (0, max(0, int(dur * SR) - len(y))))[:int(dur * SR)]
     y = remove_spikes(y, SR)
+    if voice_is_lost(y, [n for n in notes if n[1] < dur]):
+        log("sinsy lost the voice; another singer takes the song")
+        return None
     return y / (np.abs(y).max() + 1e-9)
 
 

@@ -6,7 +6,8 @@ Two defects are looked for, both fixed in generate_corpus.py but present in song
   STFT); the click set the song's level and turned the voice down;
 * lost voice: the melody asks for singing but the vocal stem is within 30 dB of its loudest
   100 ms in under a third of the melody's time (a Sinsy blow-up normalised the voice away and
-  shifted it).
+  shifted it, or left a burst and silence); generate_corpus.py now puts every Sinsy render through
+  the same test (`voice_is_lost`) and gives a lost one to the formant singer.
 
 Usage: scan_corpus.py CORPUS [CORPUS ...] [--delete] [--include-held-out] [--list FILE]
 Held-out songs (index % 25 == 0) are reported but kept unless --include-held-out, so that the
@@ -22,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import soundfile as sf
 
+from generate_corpus import voice_is_lost
 from train import is_val
 
 SR = 44100
@@ -37,14 +39,8 @@ def vocal_defects(song_dir):
         if head > 0.5 * a.max() and head > 4 * np.sort(a[SR // 100:])[-100]:
             defects.append("click")
     melody = json.load(open(os.path.join(song_dir, "meta.json"))).get("melody", [])
-    sung = sum(max(0.0, t1 - t0) for _, t0, t1 in melody)
-    frame = SR // 10
-    n = len(a) // frame * frame
-    if sung > 1.0 and n:
-        level = 10 * np.log10(np.mean(x[:n].mean(axis=1).reshape(-1, frame) ** 2, axis=1) + 1e-12)
-        active = np.sum(level > level.max() - 30) * frame / SR
-        if active < sung / 3:
-            defects.append("lost voice")
+    if voice_is_lost(x.mean(axis=1), melody, SR):
+        defects.append("lost voice")
     return defects
 
 
