@@ -34,6 +34,8 @@ pub const BLOCK_BINS: usize = 64;
 pub struct StereoWiener {
     sources: usize,
     bins: usize,
+    /// Blocks of [`BLOCK_BINS`] bins (the last may be shorter).
+    blocks: usize,
     /// Weight of the past in each one-pole average, per frame.
     smoothing: f64,
     /// Per source and block: running sums over the block's bins of `E|y_L|²`, `E|y_R|²`,
@@ -56,6 +58,7 @@ impl StereoWiener {
         let mut wiener = Self {
             sources,
             bins,
+            blocks,
             smoothing,
             left_power: vec![0.0; sources * blocks],
             right_power: vec![0.0; sources * blocks],
@@ -69,7 +72,7 @@ impl StereoWiener {
 
     /// Forgets the covariances: every source starts as spatially white. Real-time safe.
     pub fn reset(&mut self) {
-        let (bins, blocks) = (self.bins, self.bins.div_ceil(BLOCK_BINS));
+        let (bins, blocks) = (self.bins, self.blocks);
         for (at, ((left, right), power)) in self
             .left_power
             .iter_mut()
@@ -98,9 +101,8 @@ impl StereoWiener {
         masks: &[f32],
         filter: &mut [Complex<f32>],
     ) {
-        let (bins, past) = (self.bins, self.smoothing);
+        let (bins, blocks, past) = (self.bins, self.blocks, self.smoothing);
         let new = 1.0 - past;
-        let blocks = bins.div_ceil(BLOCK_BINS);
         let mask = |src: usize, channel: usize, bin: usize| {
             f64::from(masks[(src * 2 + channel) * bins + bin])
         };
@@ -121,21 +123,21 @@ impl StereoWiener {
                 self.power[at] += new * (0.5 * (pl + pr) + POWER_FLOOR);
             }
         }
-        // Each bin's filter from its block's means.
+        // Each bin's filter from its block's statistics: `v_j R_j` is `v_j` times the block's
+        // covariance sums over its power sum (the block's size cancels).
         for bin in 0..bins {
             let block = bin / BLOCK_BINS;
-            let per_bin = 1.0 / block_len(bins, block) as f64;
             let (xl, xr) = (widen(left[bin]), widen(right[bin]));
             let mix_power = 0.5 * (xl.norm_sqr() + xr.norm_sqr());
             let (mut c_ll, mut c_rr, mut c_lr) = (0.0, 0.0, Complex::<f64>::default());
             for src in 0..self.sources {
                 let at = src * blocks + block;
-                let gain = 0.5 * (mask(src, 0, bin) + mask(src, 1, bin)) * mix_power
-                    / (self.power[at] * per_bin);
-                self.gains[src] = gain * per_bin;
-                c_ll += gain * self.left_power[at] * per_bin;
-                c_rr += gain * self.right_power[at] * per_bin;
-                c_lr += self.cross[at] * (gain * per_bin);
+                let gain =
+                    0.5 * (mask(src, 0, bin) + mask(src, 1, bin)) * mix_power / self.power[at];
+                self.gains[src] = gain;
+                c_ll += gain * self.left_power[at];
+                c_rr += gain * self.right_power[at];
+                c_lr += self.cross[at] * gain;
             }
             let loading = LOADING * (c_ll + c_rr) + POWER_FLOOR;
             c_ll += loading;

@@ -151,8 +151,8 @@ def stereo_wiener(masks, X, time_constant_s, residual):
         rp = past * rp + new * pooled(pr + POWER_FLOOR)
         cross = past * cross + new * pooled(yl * yr.conj())
         pw = past * pw + new * pooled(0.5 * (pl + pr) + POWER_FLOOR)
-        # per bin, the block means
-        L, R, Q, P = (v[:, block] / count[block] for v in (lp, rp, cross, pw))
+        # per bin, its block's sums (the block's size cancels in v_j R_j)
+        L, R, Q, P = (v[:, block] for v in (lp, rp, cross, pw))
         gain = 0.5 * (ml + mr) * (0.5 * (np.abs(xl) ** 2 + np.abs(xr) ** 2)) / P
         c_ll, c_rr, c_lr = (gain * L).sum(0), (gain * R).sum(0), (gain * Q).sum(0)
         loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
