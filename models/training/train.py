@@ -78,7 +78,9 @@ class Cache:
         all_train = [d for d in list_songs(self.corpus) if not is_val(d)]
         new = [d for d in all_train if d not in self.songs]
         self.rng.shuffle(new)
-        # newest songs first get in; evict random ones when full
+        # the newest songs get in first (a corpus still being generated reaches training as it
+        # grows); random ones are evicted when full
+        new.sort(key=lambda d: os.path.getmtime(os.path.join(d, "meta.json")), reverse=True)
         add = new[:max(n_replace, self.max_songs - len(self.songs))]
         with ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
             loaded = list(pool.map(try_load_song, add))
