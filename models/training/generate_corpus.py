@@ -1272,17 +1272,15 @@ def random_filter(x, rng, p_lp=0.3, p_hp=0.2):
         sos = sps.butter(2, rng.uniform(60, 500), "high", fs=SR, output="sos")
         x = sps.sosfilt(sos, x, axis=0)
     if rng.random() < 0.3:  # peaking-ish tilt via shelving combination
-        fc = rng.uniform(300, 5000); g = 10 ** (rng.uniform(-6, 6) / 20)
-        sos = sps.butter(1, fc, "high", fs=SR, output="sos")
-        x = x + (g - 1) * sps.sosfilt(sos, x, axis=0)
+        x = shelf(x, rng.uniform(300, 5000), rng.uniform(-6, 6), "high", order=1)
     return x.astype(np.float32)
 
 
-def low_shelf(x, fc, gain_db):
-    """x boosted by about gain_db below fc Hz and flat above it: x plus a second-order Butterworth
-    low-pass of x (a first-order one tilts the whole voice instead of lifting its first harmonics)."""
-    lp = sps.sosfilt(sps.butter(2, fc, "low", fs=SR, output="sos"), x, axis=0)
-    return (x + (10 ** (gain_db / 20) - 1) * lp).astype(np.float32)
+def shelf(x, fc, gain_db, btype, order):
+    """x changed by about gain_db on one side of fc Hz ("low" or "high", as `btype`) and flat on the
+    other: x plus a Butterworth filter of x of the given order."""
+    part = sps.sosfilt(sps.butter(order, fc, btype, fs=SR, output="sos"), x, axis=0)
+    return (x + (10 ** (gain_db / 20) - 1) * part).astype(np.float32)
 
 
 def pan_stereo(x, rng, width=None):
@@ -1390,7 +1388,8 @@ def make_song(song_dir, seed):
                 v2 = synth_voice(mel2, dur, rng, None)
             vox = vox + pan_stereo(v2, rng) * rng.uniform(0.2, 0.7)
         if rng.random() < WARM_VOCAL_PROBABILITY:  # a chesty, dark or close-miked voice
-            vox = low_shelf(vox, rng.uniform(150, 300), rng.uniform(6, 15))
+            # second order: a first-order shelf tilts the whole voice instead of its first harmonics
+            vox = shelf(vox, rng.uniform(150, 300), rng.uniform(6, 15), "low", order=2)
             meta["vocal_warmth"] = True
         if rng.random() < 0.75:
             vox = sox_reverb(fit(vox, n), rng, tmp)
