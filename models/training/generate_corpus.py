@@ -7,7 +7,9 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
 * accompaniment MIDI: `mma` grooves (random groove/tempo/key/progression) or a procedural
   pretty_midi band (drum patterns, bass lines, pads/comping/arpeggios/lead instruments); tracks are
   split into drums (drum channel), bass (Bass/Walk tracks, programs 32-39) and other (the rest;
-  the General-MIDI choir/voice programs 52-54 are played by string ensembles there);
+  the General-MIDI choir/voice programs 52-54 are played by string ensembles there); 40 % of songs
+  add a solo instrument to "other" with its own melody in the singer's range (mod-wheel vibrato,
+  scooped onsets);
 * rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb / the csound GM bank (and the avldrums kits
   when installed; OPL-3 FM for 20 % of these stems),
   random FluidSynth reverb/chorus, random program substitutions; or (20-30 % of stems) an
@@ -61,6 +63,11 @@ SF2_DIR = "/usr/share/sounds/sf2"
 # first harmonics carry most of its energy, as a low chest voice or a close microphone gives. The
 # formant singer and sung speech alone rarely put more than a third of a voice below 250 Hz.
 WARM_VOCAL_PROBABILITY = 0.5
+# Share of songs whose "other" stem gets a solo instrument playing its own melody in the singer's range
+# (flute, sax, trumpet, violin, synth lead...; mod-wheel vibrato and scooped onsets where the
+# soundfont follows them): a monophonic, expressive line that is not a voice. The dev set's tracker
+# leads and MMA melodies went up to 46 % into the vocal mask.
+OTHER_LEAD_PROBABILITY = 0.4
 # General-MIDI sample sets, one drawn per stem: FluidR3 (fluid-soundfont-gm), TimGM6mb and the small
 # (4 MB) csound GM bank of csound-soundfont, all 128 programs and the drum notes 35-81.
 GM_FONTS = [f for f in ["FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2"] if os.path.exists(os.path.join(SF2_DIR, f))]
@@ -199,6 +206,47 @@ OTHER_PROGRAMS = (list(range(0, 8)) + list(range(8, 16)) + list(range(16, 24)) +
                   + list(range(80, 96)) + list(range(104, 112)))
 LEAD_PROGRAMS = [40, 41, 42, 56, 57, 64, 65, 66, 68, 69, 71, 73, 74, 75, 79, 80, 81, 82, 83, 84, 85, 87,
                  22, 16, 17, 18, 19, 26, 27, 29, 30, 11, 12, 13]
+
+
+def add_other_lead(path, chart, rng, bar, beats, nbars, t_offset):
+    """Append a solo melody track (a LEAD_PROGRAMS instrument on a free channel) to the "other"
+    MIDI file at path, in place: its own melody over the chord chart, centred in the singer's range,
+    with mod-wheel vibrato that sets in after a note's onset and scooped onsets (pitch bend) on some
+    notes. Returns the program."""
+    import mido
+    m = mido.MidiFile(path)
+    used = {msg.channel for t in m.tracks for msg in t if hasattr(msg, "channel")}
+    free = [c for c in range(16) if c != 9 and c not in used]
+    if not free:
+        return None
+    ch, prog = free[0], rng.choice(LEAD_PROGRAMS)
+    tempo_us = mido.bpm2tempo(chart["tempo"])
+    vibrato = rng.random() < 0.6
+    depth = rng.randint(40, 110)
+    events = [(0.0, mido.Message("program_change", channel=ch, program=prog))]
+    center = rng.randint(55, 79)
+    for p, t0, t1 in melody_notes(chart, rng, bar, beats, nbars, center, dens=rng.uniform(0.3, 0.9), t_offset=t_offset):
+        if rng.random() < 0.25:  # scoop up into the note
+            for k, bend in enumerate((-1800, -1000, -400, 0)):
+                events.append((t0 + k * 0.025, mido.Message("pitchwheel", channel=ch, pitch=bend)))
+        if vibrato:
+            events.append((t0, mido.Message("control_change", channel=ch, control=1, value=0)))
+            if t1 - t0 > 0.35:
+                events.append((t0 + 0.25, mido.Message("control_change", channel=ch, control=1, value=depth)))
+        velocity = int(np.clip(rng.gauss(95, 12), 40, 127))
+        events.append((t0, mido.Message("note_on", channel=ch, note=p, velocity=velocity)))
+        events.append((t1, mido.Message("note_off", channel=ch, note=p, velocity=0)))
+    events.sort(key=lambda e: (e[0], e[1].type != "note_off"))
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("track_name", name="lead", time=0))
+    tick = 0
+    for t, msg in events:
+        at = int(round(mido.second2tick(t, m.ticks_per_beat, tempo_us)))
+        track.append(msg.copy(time=max(0, at - tick)))
+        tick = max(tick, at)
+    m.tracks.append(track)
+    m.save(path)
+    return prog
 
 
 def render_midi(mid, wav, font, rng):
@@ -1329,6 +1377,10 @@ def make_song(song_dir, seed):
             paths, bar, nbars, beats = procedural_band(chart, rng, tmp, avl)
             t_offset = 0.0
             meta.update(source="procedural")
+        if rng.random() < OTHER_LEAD_PROBABILITY:
+            lead = add_other_lead(paths["other"], chart, rng, bar, beats, nbars, t_offset)
+            if lead is not None:
+                meta["other_lead"] = lead
         for s in ("drums", "bass", "other"):
             if SYNTH and rng.random() < SYNTH_PROBABILITY[s]:
                 stems[s] = synth_render(paths[s], s, rng, tmp)
