@@ -44,7 +44,7 @@ PY="$WORK/venv/bin/python"
 
 # ---------------------------------------------------------------- 1. install
 if [ $INSTALL = 1 ]; then
-  DEBS="python3-torch python3-numpy python3-scipy python3-soundfile python3-venv fluidsynth mma fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont csound-soundfont sox avldrums.lv2-soundfont espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-itapc16k festvox-italp16k festvox-suopuhe-mv festvox-suopuhe-lj festvox-ru festvox-czech-machac festvox-czech-ph festvox-czech-dita festvox-ca-ona-hts"
+  DEBS="python3-torch python3-numpy python3-scipy python3-soundfile python3-venv fluidsynth mma fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont csound-soundfont sox avldrums.lv2-soundfont hydrogen-drumkits espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-itapc16k festvox-italp16k festvox-suopuhe-mv festvox-suopuhe-lj festvox-ru festvox-czech-machac festvox-czech-ph festvox-czech-dita festvox-ca-ona-hts"
   missing=""
   for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then

@@ -11,7 +11,8 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
   add a solo instrument to "other" with its own melody in the singer's range (mod-wheel vibrato,
   scooped onsets);
 * rendering: FluidSynth CLI with FluidR3_GM / TimGM6mb / the csound GM bank (and the avldrums kits
-  when installed; OPL-3 FM for 20 % of these stems),
+  when installed; OPL-3 FM for 20 % of these stems), or for drums a sampler playing the
+  hydrogen-drumkits kits,
   random FluidSynth reverb/chorus, random program substitutions; or (20-30 % of stems) an
   oscillator synth (band-limited saw/pulse, triangle, sine, 2-operator FM, detuned saws with ADSR,
   vibrato and low-pass; a synthetic drum kit), sometimes through a lo-fi sampler (sample-and-hold,
@@ -39,6 +40,7 @@ Usage: generate_corpus.py --out work/corpus --songs 200 [--seed 1] [--worker 0 -
 Resumable: songs that already exist are skipped.
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -78,6 +80,11 @@ FM_FONT_PROBABILITY = 0.2
 DRUM_FONTS = [f for f in ["Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2"]
               if os.path.exists(os.path.join(SF2_DIR, f))]
 MMA_LIB = "/usr/share/mma/lib/stdlib"
+# Sampled drum kits of Debian's hydrogen-drumkits (acoustic, electronic and break kits with several
+# kicks each, many multi-velocity), played by a small sampler for HYDROGEN_PROBABILITY of the drum
+# stems not rendered by the oscillator synth: kicks that are long, boomy or tonal belong to drums too.
+HYDROGEN_DIR = "/usr/share/hydrogen/data/drumkits"
+HYDROGEN_PROBABILITY = 0.35
 
 NOTE_NAMES = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
 MAJOR = [0, 2, 4, 5, 7, 9, 11]
@@ -1254,6 +1261,106 @@ def drum_sound(kit, note):
     return kit["perc"]
 
 
+# Hydrogen instrument names -> drum class, first match wins (lower case).
+HYDROGEN_CLASSES = [("kick", ("kick", "bass drum", "bassdrum")), ("stick", ("stick", "rim click")),
+                    ("clap", ("clap", "snap")), ("snare", ("snare",)), ("pedal", ("pedal",)),
+                    ("open", ("open", "hat op", "hh op", "semi-open", "swish")),
+                    ("closed", ("closed", "hat", "hh")), ("tom_low", ("floor", "tom low", "low tom", "tom 2")),
+                    ("tom_high", ("tom hi", "high tom", "tom high", "tomhi", "tom 1")), ("tom_mid", ("tom",)),
+                    ("crash", ("crash", "splash", "cymbal")), ("ride", ("ride", "bell")),
+                    ("perc", ("cowbell", "conga", "bongo", "tambourine", "clave", "woodblock", "maraca", "drum"))]
+# General-MIDI drum note -> drum classes to try in order (a kit without the first falls back).
+HYDROGEN_NOTES = {35: ("kick",), 36: ("kick",), 37: ("stick", "snare"), 38: ("snare",), 40: ("snare",),
+                  39: ("clap", "snare"), 42: ("closed",), 44: ("pedal", "closed"), 46: ("open", "closed"),
+                  41: ("tom_low", "tom_mid", "tom_high"), 43: ("tom_low", "tom_mid", "tom_high"),
+                  45: ("tom_mid", "tom_low", "tom_high"), 47: ("tom_mid", "tom_high", "tom_low"),
+                  48: ("tom_high", "tom_mid", "tom_low"), 50: ("tom_high", "tom_mid", "tom_low"),
+                  49: ("crash", "ride", "open"), 52: ("crash", "ride", "open"), 55: ("crash", "ride", "open"),
+                  57: ("crash", "ride", "open"), 51: ("ride", "crash", "closed"), 53: ("ride", "crash", "closed"),
+                  59: ("ride", "crash", "closed")}
+
+
+def hydrogen_kits():
+    """Drum kits of hydrogen-drumkits that have a kick and a snare: folder paths, sorted."""
+    kits = []
+    for d in sorted(glob.glob(os.path.join(HYDROGEN_DIR, "*", "drumkit.xml"))):
+        names = [(i.findtext("name") or "").lower() for i in hydrogen_xml(d).iter("instrument")]
+        classes = {hydrogen_class(n) for n in names}
+        if "kick" in classes and "snare" in classes:
+            kits.append(os.path.dirname(d))
+    return kits
+
+
+def hydrogen_xml(path):
+    """A drumkit.xml's root element with the namespace taken off every tag (newer kits declare one)."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(path).getroot()
+    for el in root.iter():
+        el.tag = el.tag.rsplit("}", 1)[-1]
+    return root
+
+
+def hydrogen_class(name):
+    for cls, words in HYDROGEN_CLASSES:
+        if any(w in name for w in words):
+            return cls
+    return None
+
+
+def load_hydrogen_kit(folder, rng):
+    """One instrument per drum class of a Hydrogen kit, drawn at random among the kit's instruments of
+    that class: {class: [(min velocity, max velocity, stereo samples [n, 2] at 44.1 kHz), ...]}."""
+    by_class = {}
+    for inst in hydrogen_xml(os.path.join(folder, "drumkit.xml")).iter("instrument"):
+        cls = hydrogen_class((inst.findtext("name") or "").lower())
+        if cls is not None:
+            by_class.setdefault(cls, []).append(inst)
+    kit = {}
+    for cls, insts in by_class.items():
+        inst = rng.choice(insts)
+        volume = float(inst.findtext("volume") or 1) * float(inst.findtext("gain") or 1)
+        layers = []
+        # older kits give one sample per instrument, as a <filename> of the instrument itself
+        for layer in list(inst.iter("layer")) or [inst]:
+            path = os.path.join(folder, layer.findtext("filename") or "")
+            if not os.path.isfile(path):
+                continue
+            x, sr = sf.read(path, dtype="float32", always_2d=True)
+            x = x[:, :2] if x.shape[1] > 1 else np.repeat(x, 2, axis=1)
+            if sr != SR:
+                x = sps.resample_poly(x, SR, sr, axis=0).astype(np.float32)
+            layers.append((float(layer.findtext("min") or 0), float(layer.findtext("max") or 1),
+                           x * volume * float(layer.findtext("gain") or 1)))
+        if layers:
+            kit[cls] = layers
+    return kit
+
+
+def hydrogen_render(mid, rng, tmp):
+    """Render a drum stem's MIDI file (General-MIDI drum notes on any channel) with a random
+    hydrogen-drumkits kit: stereo float array [n, 2] and the kit's folder name."""
+    import pretty_midi as pm
+    folder = rng.choice(HYDROGEN_KITS)
+    kit = load_hydrogen_kit(folder, rng)
+    m = pm.PrettyMIDI(mid)
+    out = np.zeros((int((m.get_end_time() + 3.0) * SR) + 1, 2), dtype=np.float32)
+    for inst in m.instruments:
+        for note in inst.notes:
+            cls = next((c for c in HYDROGEN_NOTES.get(note.pitch, ("perc", "closed")) if c in kit), None)
+            if cls is None:
+                continue
+            v = note.velocity / 127.0
+            layers = [l for l in kit[cls] if l[0] <= v <= l[1]] or kit[cls]
+            y = rng.choice(layers)[2] * v
+            i = int(note.start * SR)
+            k = min(len(y), len(out) - i)
+            if k > 0:
+                out[i:i + k] += y[:k]
+    if rng.random() < 0.3:
+        out = sox_reverb(out, rng, tmp)
+    return out, os.path.basename(folder)
+
+
 def synth_render(mid, stem, rng, tmp):
     """Render a stem's MIDI file with the oscillator synth: stereo float array [n, 2]."""
     import pretty_midi as pm
@@ -1386,6 +1493,10 @@ def make_song(song_dir, seed):
                 stems[s] = synth_render(paths[s], s, rng, tmp)
                 meta[s + "_font"] = "oscillators"
                 renderer = "synth"
+            elif s == "drums" and HYDROGEN_KITS and rng.random() < HYDROGEN_PROBABILITY:
+                stems[s], kit_name = hydrogen_render(paths[s], rng, tmp)
+                meta[s + "_font"] = "hydrogen:" + kit_name
+                renderer = "fluidsynth"
             else:
                 if s == "drums" and avl:
                     font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS))
@@ -1504,6 +1615,7 @@ ESPEAK_VARIANTS = []
 FESTIVAL_VOICES_OK = []
 VOCAL_KIND = "auto"
 SYNTH = True
+HYDROGEN_KITS = []
 
 
 def cpu_seconds():
@@ -1513,7 +1625,7 @@ def cpu_seconds():
 
 
 def main():
-    global GROOVES, HAVE_SINSY, HAVE_ESPEAK, ESPEAK_VARIANTS, FESTIVAL_VOICES_OK, VOCAL_KIND, SYNTH
+    global GROOVES, HAVE_SINSY, HAVE_ESPEAK, ESPEAK_VARIANTS, FESTIVAL_VOICES_OK, VOCAL_KIND, SYNTH, HYDROGEN_KITS
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"))
     ap.add_argument("--songs", type=int, default=200)
@@ -1526,10 +1638,11 @@ def main():
                     choices=["auto", "formant", "sinsy", "speech", "speech_espeak", "speech_festival"],
                     help="force the lead vocal source (testing); falls back to formant when unavailable")
     ap.add_argument("--no-synth", action="store_true",
-                    help="render every accompaniment stem with FluidSynth (no oscillator synth, no lo-fi sampler)")
+                    help="render every accompaniment stem with FluidSynth (no oscillator synth, lo-fi sampler or Hydrogen kits)")
     a = ap.parse_args()
     VOCAL_KIND = a.vocal_kind
     SYNTH = not a.no_synth
+    HYDROGEN_KITS = hydrogen_kits() if SYNTH and os.path.isdir(HYDROGEN_DIR) else []
     if not a.no_speech:
         HAVE_ESPEAK = shutil.which("espeak-ng") is not None
         ESPEAK_VARIANTS = espeak_variants() if HAVE_ESPEAK else []
@@ -1543,7 +1656,7 @@ def main():
     except Exception:
         HAVE_SINSY = False
     os.makedirs(a.out, exist_ok=True)
-    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, FM_FONT, "sinsy:", HAVE_SINSY, "espeak:", HAVE_ESPEAK,
+    log("grooves:", len(GROOVES), "fonts:", GM_FONTS, DRUM_FONTS, FM_FONT, "hydrogen kits:", [os.path.basename(k) for k in HYDROGEN_KITS], "sinsy:", HAVE_SINSY, "espeak:", HAVE_ESPEAK,
         len(ESPEAK_VARIANTS), "variants", "festival:", FESTIVAL_VOICES_OK, "vocal kind:", VOCAL_KIND)
     t0 = time.time(); made = 0
     for i in range(a.songs):
