@@ -1,6 +1,8 @@
 use super::*;
 use crate::engine::DeadlinePolicy;
 use crate::reference_models::{band_split, mask_spec, FixedMaskModel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 const SOURCES: [&str; 4] = ["vocals", "drums", "bass", "other"];
 const RATES: [u32; 4] = [44_100, 48_000, 88_200, 96_000];
@@ -108,62 +110,81 @@ fn mono_host_gets_mono_stems() {
     assert_eq!(peak, 10 + latency);
 }
 
-/// Feeds `blocks` blocks of `block` samples paced like a real host (sleeping a block's duration
-/// between calls) and returns the deadline misses.
-fn paced_misses(sep: &mut Separator, rate: u32, block: usize, blocks: usize) -> u64 {
-    let input = vec![vec![0.1f32; block]; 2];
-    let mut out = vec![vec![0.0f32; block]; 8];
-    let period = std::time::Duration::from_secs_f64(block as f64 / rate as f64);
-    let start = std::time::Instant::now();
-    for i in 0..blocks {
-        let ins: Vec<&[f32]> = input.iter().map(|c| &c[..]).collect();
-        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[..]).collect();
-        sep.process(&ins, &mut outs);
-        let due = start + period * (i as u32 + 1);
-        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
-    }
-    sep.stats().deadline_misses()
+/// A model that computes only while its gate is open. The tests shut the gate for the length of
+/// every `process()` call, so a frame the audio thread needs in the same call that analysed it can
+/// never be ready, however fast or slow the build, and open it between calls for the worker to
+/// catch up.
+struct GatedModel {
+    model: FixedMaskModel,
+    open: Arc<AtomicBool>,
 }
 
-/// A model that takes 1 ms per frame, like a real one: the worker cannot finish the frames of a
-/// host block within the call that analysed them.
-struct OneMillisecondPerFrame(FixedMaskModel);
-
-impl SeparationModel for OneMillisecondPerFrame {
+impl SeparationModel for GatedModel {
     fn spec(&self) -> &crate::model::ModelSpec {
-        self.0.spec()
+        self.model.spec()
     }
     fn push_frame(
         &mut self,
         features: &[f32],
         sink: &mut dyn crate::model::ResultSink,
     ) -> Result<(), crate::model::ModelError> {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        self.0.push_frame(features, sink)
+        while !self.open.load(Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        self.model.push_frame(features, sink)
     }
     fn reset(&mut self) {
-        self.0.reset()
+        self.model.reset()
     }
+}
+
+/// Feeds `blocks` blocks of `block` samples with the gate shut during each call and open for a
+/// block's duration after it (as a host's period), and returns the deadline misses.
+fn gated_misses(
+    sep: &mut Separator,
+    open: &AtomicBool,
+    rate: u32,
+    block: usize,
+    blocks: usize,
+) -> u64 {
+    let input = vec![vec![0.1f32; block]; 2];
+    let mut out = vec![vec![0.0f32; block]; 8];
+    let period = std::time::Duration::from_secs_f64(block as f64 / rate as f64);
+    for _ in 0..blocks {
+        let ins: Vec<&[f32]> = input.iter().map(|c| &c[..]).collect();
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[..]).collect();
+        open.store(false, Ordering::Release);
+        sep.process(&ins, &mut outs);
+        open.store(true, Ordering::Release);
+        std::thread::sleep(period);
+    }
+    sep.stats().deadline_misses()
 }
 
 #[test]
 fn slack_covers_the_host_block_so_large_blocks_do_not_miss() {
-    // Sixteen hops (43 ms) of compute slack: an 8192-sample block (171 ms, 59 frames of 1 ms)
-    // needs more, which only the block-aware constructor adds.
+    // Sixteen hops (43 ms) of compute slack: an 8192-sample block (171 ms, 59 frames) needs more,
+    // which only the block-aware constructor adds. Without it, the frames that the end of a
+    // block needs are analysed in the same call, while the worker is shut out.
     let realtime = EngineConfig {
         compute_slack_hops: 16,
         deadline: DeadlinePolicy::RealTime,
     };
-    let model = || {
-        Box::new(OneMillisecondPerFrame(band_split(mask_spec(
-            &SOURCES, 512, 128, 0,
-        ))))
+    let gated = || {
+        let open = Arc::new(AtomicBool::new(true));
+        let model = GatedModel {
+            model: band_split(mask_spec(&SOURCES, 512, 128, 0)),
+            open: open.clone(),
+        };
+        (Box::new(model), open)
     };
-    let mut sized = Separator::with_max_block(model(), realtime, 48_000, 2, 8192).unwrap();
-    let mut unsized_ = Separator::new(model(), realtime, 48_000, 2).unwrap();
+    let (model, sized_gate) = gated();
+    let mut sized = Separator::with_max_block(model, realtime, 48_000, 2, 8192).unwrap();
+    let (model, unsized_gate) = gated();
+    let mut unsized_ = Separator::new(model, realtime, 48_000, 2).unwrap();
     assert!(sized.latency() > unsized_.latency());
-    assert_eq!(paced_misses(&mut sized, 48_000, 8192, 12), 0);
-    assert!(paced_misses(&mut unsized_, 48_000, 8192, 12) > 0);
+    assert_eq!(gated_misses(&mut sized, &sized_gate, 48_000, 8192, 12), 0);
+    assert!(gated_misses(&mut unsized_, &unsized_gate, 48_000, 8192, 12) > 0);
 }
 
 #[test]
