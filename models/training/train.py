@@ -70,17 +70,20 @@ def try_load_song(d):
 class Cache:
     """Training songs held in memory as int16 tensors [4, 2, n] on the training device."""
 
-    def __init__(self, corpus, max_songs, rng, device):
+    def __init__(self, corpus, max_songs, rng, device, newest_first=True):
         self.corpus, self.max_songs, self.rng, self.device = corpus, max_songs, rng, device
+        self.newest_first = newest_first
         self.songs = {}
 
     def refresh(self, n_replace):
         all_train = [d for d in list_songs(self.corpus) if not is_val(d)]
         new = [d for d in all_train if d not in self.songs]
         self.rng.shuffle(new)
-        # the newest songs get in first (a corpus still being generated reaches training as it
-        # grows); random ones are evicted when full
-        new.sort(key=lambda d: os.path.getmtime(os.path.join(d, "meta.json")), reverse=True)
+        # newest_first: the newest songs get in first (a corpus still being generated reaches
+        # training as it grows); else random ones, so a finished corpus is drawn from evenly.
+        # Random ones are evicted when full.
+        if self.newest_first:
+            new.sort(key=lambda d: os.path.getmtime(os.path.join(d, "meta.json")), reverse=True)
         add = new[:max(n_replace, self.max_songs - len(self.songs))]
         with ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
             loaded = list(pool.map(try_load_song, add))
@@ -238,6 +241,9 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--lookahead", type=int, default=2)
     ap.add_argument("--cache-songs", type=int, default=500)
+    ap.add_argument("--cache-order", default="newest", choices=["newest", "random"],
+                    help="which songs not yet in memory enter it at each refresh: the newest first (a corpus still "
+                         "being generated), or random ones (a finished corpus, drawn from evenly)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--val-minutes", type=float, default=6.0)
     ap.add_argument("--threads", type=int, default=2)
@@ -283,7 +289,7 @@ def main():
         net.load_state_dict(ck["model"])
         log("warm start from", a.init)
     log("params", count_params(net), "config", cfg, run_cfg, "device", device)
-    cache = Cache(a.corpus, a.cache_songs, rng, device)
+    cache = Cache(a.corpus, a.cache_songs, rng, device, newest_first=a.cache_order == "newest")
     n_cached, n_train = cache.refresh(0)
     log("cache", n_cached, "of", n_train, "training songs")
     val = make_val(a.corpus, 16, 5.0)
