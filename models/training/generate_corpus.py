@@ -279,7 +279,8 @@ def mma_song(chart, rng, tmp):
         groove = rng.choice(grooves)
         bars = max(6, int(round(rng.uniform(16, 26) * chart["tempo"] / 240)))
         chords = chart["chords"]
-        lines = ["Tempo %d" % chart["tempo"], "Groove %s" % groove]
+        # MMA randomises velocities, timing and skipped notes; seeded, a song can be made again
+        lines = ["RndSeed %d" % rng.randrange(1 << 30), "Tempo %d" % chart["tempo"], "Groove %s" % groove]
         if rng.random() < 0.3:
             lines.append("Transpose %d" % rng.choice([-12, 0, 0, 12]))
         for b in range(bars):
@@ -1113,7 +1114,7 @@ def speech_voice(notes, dur, rng, tmp, engine=None, cache=None):
 # toms, noise snares, metallic/noise hats and cymbals).  Synthesizer and chip-style timbres are
 # common in real music and absent from General-MIDI soundfonts.
 SYNTH_PROBABILITY = {"drums": 0.2, "bass": 0.3, "other": 0.3}
-LOFI_PROBABILITY = {"synth": 0.35, "fluidsynth": 0.08}
+LOFI_PROBABILITY = {"synth": 0.35, "fluidsynth": 0.08, "sampler": 0.08}
 
 
 def polyblep(t, dt):
@@ -1301,6 +1302,7 @@ def hydrogen_xml(path):
 
 
 def hydrogen_class(name):
+    """The drum class (HYDROGEN_CLASSES) of a Hydrogen instrument's lower-case name, or None."""
     for cls, words in HYDROGEN_CLASSES:
         if any(w in name for w in words):
             return cls
@@ -1496,7 +1498,7 @@ def make_song(song_dir, seed):
             elif s == "drums" and HYDROGEN_KITS and rng.random() < HYDROGEN_PROBABILITY:
                 stems[s], kit_name = hydrogen_render(paths[s], rng, tmp)
                 meta[s + "_font"] = "hydrogen:" + kit_name
-                renderer = "fluidsynth"
+                renderer = "sampler"
             else:
                 if s == "drums" and avl:
                     font = os.path.join(SF2_DIR, rng.choice(DRUM_FONTS))
