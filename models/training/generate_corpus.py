@@ -1283,13 +1283,18 @@ HYDROGEN_NOTES = {35: ("kick",), 36: ("kick",), 37: ("stick", "snare"), 38: ("sn
 
 def hydrogen_kits():
     """Drum kits of hydrogen-drumkits that have a kick and a snare: folder paths, sorted."""
-    kits = []
-    for d in sorted(glob.glob(os.path.join(HYDROGEN_DIR, "*", "drumkit.xml"))):
-        names = [(i.findtext("name") or "").lower() for i in hydrogen_xml(d).iter("instrument")]
-        classes = {hydrogen_class(n) for n in names}
-        if "kick" in classes and "snare" in classes:
-            kits.append(os.path.dirname(d))
-    return kits
+    folders = sorted(os.path.dirname(d) for d in glob.glob(os.path.join(HYDROGEN_DIR, "*", "drumkit.xml")))
+    return [f for f in folders if {"kick", "snare"} <= set(hydrogen_instruments(f))]
+
+
+def hydrogen_instruments(folder):
+    """A Hydrogen kit's <instrument> elements by drum class (instruments of no class left out)."""
+    by_class = {}
+    for inst in hydrogen_xml(os.path.join(folder, "drumkit.xml")).iter("instrument"):
+        cls = hydrogen_class((inst.findtext("name") or "").lower())
+        if cls is not None:
+            by_class.setdefault(cls, []).append(inst)
+    return by_class
 
 
 def hydrogen_xml(path):
@@ -1312,13 +1317,8 @@ def hydrogen_class(name):
 def load_hydrogen_kit(folder, rng):
     """One instrument per drum class of a Hydrogen kit, drawn at random among the kit's instruments of
     that class: {class: [(min velocity, max velocity, stereo samples [n, 2] at 44.1 kHz), ...]}."""
-    by_class = {}
-    for inst in hydrogen_xml(os.path.join(folder, "drumkit.xml")).iter("instrument"):
-        cls = hydrogen_class((inst.findtext("name") or "").lower())
-        if cls is not None:
-            by_class.setdefault(cls, []).append(inst)
     kit = {}
-    for cls, insts in by_class.items():
+    for cls, insts in hydrogen_instruments(folder).items():
         inst = rng.choice(insts)
         volume = float(inst.findtext("volume") or 1) * float(inst.findtext("gain") or 1)
         layers = []
@@ -1354,13 +1354,18 @@ def hydrogen_render(mid, rng, tmp):
             v = note.velocity / 127.0
             layers = [l for l in kit[cls] if l[0] <= v <= l[1]] or kit[cls]
             y = rng.choice(layers)[2] * v
-            i = int(note.start * SR)
-            k = min(len(y), len(out) - i)
-            if k > 0:
-                out[i:i + k] += y[:k]
+            add_at(out, y, note.start)
     if rng.random() < 0.3:
         out = sox_reverb(out, rng, tmp)
     return out, os.path.basename(folder)
+
+
+def add_at(buf, y, start):
+    """Add the sound y into buf from start seconds on (along the first axis), cut at buf's end."""
+    i = int(start * SR)
+    k = min(len(y), len(buf) - i)
+    if k > 0:
+        buf[i:i + k] += y[:k]
 
 
 def synth_render(mid, stem, rng, tmp):
@@ -1380,10 +1385,7 @@ def synth_render(mid, stem, rng, tmp):
                 y = drum_sound(kit, note.pitch) * (note.velocity / 127.0) ** 1.5
             else:
                 y = synth_note(note.pitch, note.end - note.start, note.velocity, patch, rng)
-            i = int(note.start * SR)
-            k = min(len(y), len(track) - i)
-            if k > 0:
-                track[i:i + k] += y[:k]
+            add_at(track, y, note.start)
         peak = np.abs(track).max()
         if peak > 0:
             out += pan_stereo(track / peak * rng.uniform(0.4, 1.0), rng)
