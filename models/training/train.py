@@ -334,7 +334,7 @@ def main():
         state["train_seconds"] += now - t_loop
         t_loop = now
         if state["step"] % 50 == 0:
-            log("step %d loss %.4f lr %.2e (%.2f s/step, %.1f/%.0f min)" % (
+            log("step %d loss %.4f lr %.2e (%.2f s/step, mean since the run began; %.1f/%.0f min)" % (
                 state["step"], np.mean(losses), lr, (state["train_seconds"] / max(1, state["step"])),
                 state["train_seconds"] / 60, a.budget_minutes))
             losses = []
