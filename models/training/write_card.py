@@ -110,11 +110,13 @@ def main():
         for s in SOURCES:
             over, gap = m[s] - b[s], o[s] - b[s]
             share = 100 * over / gap if gap else float("nan")
-            line = "- %s: +3 dB %s (%+.2f dB over mixture/4); " % (s, met[over >= 3], over)
-            ok = ok and over >= 3
+            plus3 = over >= 3
+            line = "- %s: +3 dB %s (%+.2f dB over mixture/4); " % (s, met[plus3], over)
+            ok = ok and plus3
             if s in ("vocals", "drums"):
-                line += "half the gap %s (%.1f %% of the mixture/4 → IRM gap)" % (met[over >= 0.5 * gap], share)
-                ok = ok and over >= 0.5 * gap
+                half = over >= 0.5 * gap
+                line += "half the gap %s (%.1f %% of the mixture/4 → IRM gap)" % (met[half], share)
+                ok = ok and half
             else:
                 line += "%.1f %% of the gap, not required" % share
             w(line)
