@@ -10,7 +10,7 @@
 #   --songs N           number of corpus songs to generate (seed 1, skips existing) [default 1500]
 #   --workers N         corpus generator processes                              [default 1]
 #   --arch A            network: bandsplit (BandSplitNet) or net (full-spectrum Net)   [default bandsplit]
-#   --dim N             bandsplit: features per band (the shipped model has 48)  [default 48]
+#   --dim N             bandsplit: features per band (the shipped model was trained at 48, then widened to 56)  [default 48]
 #   --run NAME          run directory under work/ (checkpoints; resumed if present)  [default run, smoke: smoke]
 #   --out PATH          exported ONNX                                           [default models/default.onnx, smoke: work/smoke/default.onnx]
 #   --skip-install      do not touch apt/pip

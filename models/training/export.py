@@ -55,6 +55,52 @@ def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S):
     return man
 
 
+def one_thread_session(path):
+    """An onnxruntime session on one CPU thread, run sequentially: the setting every cost figure uses."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def clip_magnitude(clip=None, seconds=6.0):
+    """Engine-STFT magnitude [1, 2, F, T] of the first `seconds` of a clip, and the clip's name.
+
+    Without a clip: the mixture of the first song in work/corpus, or seeded noise if there is none."""
+    if clip is None:
+        corpus = os.path.join(HERE, "work", "corpus")
+        cands = sorted(os.path.join(corpus, d) for d in os.listdir(corpus)
+                       if not d.endswith(".part")) if os.path.isdir(corpus) else []
+        if cands:
+            x = sum(sf.read(os.path.join(cands[0], s + ".flac"), dtype="float32", always_2d=True)[0] for s in SOURCES)
+        else:
+            x = np.random.default_rng(0).normal(0, 0.1, (int(SR * seconds), 2)).astype(np.float32)
+        clip = cands[0] if cands else "noise"
+    else:
+        x, _ = sf.read(clip, dtype="float32", always_2d=True)
+    x = torch.from_numpy(x[: int(SR * seconds)].T.copy())
+    return engine_stft(x).abs()[None], clip
+
+
+def cost_per_call_ms(sess, magn, calls, warmup=50):
+    """Milliseconds of each of `calls` step calls of a session, fed the frames of `magn` [1, 2, F, T] in turn
+    with its state carried, after `warmup` untimed calls."""
+    S = next(i.shape[1] for i in sess.get_inputs() if i.name == "state_in")
+    T = magn.shape[-1]
+    state = np.zeros((1, S), np.float32)
+    for t in range(warmup):
+        _, state = sess.run(None, {"mix": magn[..., t % T:t % T + 1], "state_in": state})
+    times = []
+    for i in range(calls):
+        fr = magn[..., i % T:i % T + 1]
+        t0 = time.perf_counter()
+        _, state = sess.run(None, {"mix": fr, "state_in": state})
+        times.append(time.perf_counter() - t0)
+    return np.array(times) * 1000
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", default=None)
@@ -94,27 +140,10 @@ def main():
 
     # ---- verification on a real clip
     import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(a.out, so, providers=["CPUExecutionProvider"])
+    sess = one_thread_session(a.out)
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["demix.manifest"]) == man
-    clip = a.clip
-    if clip is None:
-        cands = sorted(os.path.join(HERE, "work", "corpus", d) for d in os.listdir(os.path.join(HERE, "work", "corpus"))
-                       if not d.endswith(".part")) if os.path.isdir(os.path.join(HERE, "work", "corpus")) else []
-        if cands:
-            x = sum(sf.read(os.path.join(cands[0], s + ".flac"), dtype="float32", always_2d=True)[0] for s in SOURCES)
-        else:
-            x = np.random.default_rng(0).normal(0, 0.1, (int(SR * a.seconds), 2)).astype(np.float32)
-        clip_name = cands[0] if cands else "noise"
-    else:
-        x, _ = sf.read(clip, dtype="float32", always_2d=True)
-        clip_name = clip
-    x = torch.from_numpy(x[: int(SR * a.seconds)].T.copy())
-    mag = engine_stft(x).abs()[None]  # 1,2,F,T
+    mag, clip_name = clip_magnitude(a.clip, a.seconds)
     T = mag.shape[-1]
     with torch.no_grad():
         full = net(mag).numpy()
@@ -130,16 +159,7 @@ def main():
     print("step-vs-full max abs diff %.3g over %d frames of %s" % (diff, T - L, clip_name))
 
     # ---- cost per call, one thread
-    state = np.zeros((1, S), np.float32)
-    for t in range(50):
-        _, state = sess.run(None, {"mix": magn[..., t % T:t % T + 1], "state_in": state})
-    times = []
-    for i in range(a.bench_calls):
-        fr = magn[..., i % T:i % T + 1]
-        t0 = time.perf_counter()
-        _, state = sess.run(None, {"mix": fr, "state_in": state})
-        times.append(time.perf_counter() - t0)
-    times = np.array(times) * 1000
+    times = cost_per_call_ms(sess, magn, a.bench_calls)
     hop_ms = HOP / SR * 1000
     rep = {"onnx": a.out, "checkpoint": ckpt, "bytes": size, "params": count_params(net), "state_size": S,
            "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name,
