@@ -162,7 +162,7 @@ def main():
     times = cost_per_call_ms(sess, magn, a.bench_calls)
     hop_ms = HOP / SR * 1000
     rep = {"onnx": a.out, "checkpoint": ckpt, "bytes": size, "params": count_params(net), "state_size": S,
-           "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name,
+           "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name if clip_name == "noise" else os.path.abspath(clip_name),
            "verify_frames": T - L, "cost_ms_mean": float(times.mean()), "cost_ms_p50": float(np.percentile(times, 50)),
            "cost_ms_p99": float(np.percentile(times, 99)), "cost_ms_min": float(times.min()), "bench_calls": int(a.bench_calls), "hop_ms": hop_ms,
            "cost_pct_of_hop_mean": float(times.mean() / hop_ms * 100), "cost_pct_of_hop_p99": float(np.percentile(times, 99) / hop_ms * 100),

@@ -91,7 +91,7 @@ def main():
     w("| cost per hop (onnxruntime %s, 1 thread, %d calls) | mean %.3f ms, p50 %.3f ms, p99 %.3f ms, min %.3f ms = %.1f %% (mean) / %.1f %% (p99) of the %.2f ms hop |" % (
         rep["ort_version"], rep.get("bench_calls", 3000), rep["cost_ms_mean"], rep["cost_ms_p50"], rep["cost_ms_p99"], rep.get("cost_ms_min", float("nan")), rep["cost_pct_of_hop_mean"], rep["cost_pct_of_hop_p99"], rep["hop_ms"]))
     w("| step graph vs full-sequence PyTorch | max abs mask difference %.2g over %d frames of %s (after the %d-frame delay) |" % (
-        rep["step_vs_full_max_abs_diff"], rep["verify_frames"], "noise" if rep.get("verify_clip") == "noise" else "a corpus song", L))
+        rep["step_vs_full_max_abs_diff"], rep["verify_frames"], "seeded noise" if rep["verify_clip"] == "noise" else "`%s`" % os.path.relpath(rep["verify_clip"], HERE), L))
     w("")
     w("Cost was measured by `export.py` on the 2-core build machine, a shared VM whose timings vary from run to run (repeated runs of the same file there differ by up to about 2×); the notes below give back-to-back comparisons.\n")
     w("## Evaluation (dev set, `/work/shared/eval/dev`, 6 clips × 10 s)\n")
@@ -164,9 +164,10 @@ def main():
     if a.notes_file:
         a.notes = open(a.notes_file).read()
     if a.notes:
-        w("\n" + a.notes)
-    w("\n_Card written %s by `models/training/write_card.py` from `<run>/export_report.json` and `%s`._" % (
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.path.relpath(a.eval or os.path.join(a.run, "eval.json"), HERE)))
+        w("\n" + a.notes.strip("\n"))
+    w("\n_Card written %s by `models/training/write_card.py` from `%s` and `%s`._" % (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.path.relpath(a.report or os.path.join(a.run, "export_report.json"), HERE),
+        os.path.relpath(a.eval or os.path.join(a.run, "eval.json"), HERE)))
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote", a.out)
