@@ -57,8 +57,10 @@ def main():
     ap.add_argument("--notes-file", default=None)
     ap.add_argument("--trained-on", default=None, help="where the last run trained (default: the build machine's CPU; unused for averaged weights)")
     a = ap.parse_args()
-    rep = json.load(open(a.report or os.path.join(a.run, "export_report.json")))
-    ev = json.load(open(a.eval or os.path.join(a.run, "eval.json")))
+    report_path = a.report or os.path.join(a.run, "export_report.json")
+    eval_path = a.eval or os.path.join(a.run, "eval.json")
+    rep = json.load(open(report_path))
+    ev = json.load(open(eval_path))
     st = rep.get("train_state", {})
     import torch
     ck = torch.load(rep["checkpoint"], map_location="cpu")
@@ -166,8 +168,8 @@ def main():
     if a.notes:
         w("\n" + a.notes.strip("\n"))
     w("\n_Card written %s by `models/training/write_card.py` from `%s` and `%s`._" % (
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.path.relpath(a.report or os.path.join(a.run, "export_report.json"), HERE),
-        os.path.relpath(a.eval or os.path.join(a.run, "eval.json"), HERE)))
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.path.relpath(report_path, HERE),
+        os.path.relpath(eval_path, HERE)))
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote", a.out)
