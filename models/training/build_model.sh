@@ -11,6 +11,7 @@
 #   --workers N         corpus generator processes                              [default 1]
 #   --arch A            network: bandsplit (BandSplitNet) or net (full-spectrum Net)   [default bandsplit]
 #   --dim N             bandsplit: features per band (the shipped model was trained at 48, then widened to 56)  [default 48]
+#   --lookahead N       frames the model sees ahead, at most 4 (the shipped model: 4, extended from 2) [default 4]
 #   --run NAME          run directory under work/ (checkpoints; resumed if present)  [default run, smoke: smoke]
 #   --out PATH          exported ONNX                                           [default models/default.onnx, smoke: work/smoke/default.onnx]
 #   --skip-install      do not touch apt/pip
@@ -19,7 +20,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$HERE/work"
-BUDGET=100; SONGS=1500; WORKERS=1; RUN=""; OUT=""; INSTALL=1; ARCH=bandsplit; DIM=48
+BUDGET=100; SONGS=1500; WORKERS=1; RUN=""; OUT=""; INSTALL=1; ARCH=bandsplit; DIM=48; LOOKAHEAD=4
 while [ $# -gt 0 ]; do
   case "$1" in
     --budget-minutes) BUDGET="$2"; shift 2;;
@@ -27,10 +28,11 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS="$2"; shift 2;;
     --arch) ARCH="$2"; shift 2;;
     --dim) DIM="$2"; shift 2;;
+    --lookahead) LOOKAHEAD="$2"; shift 2;;
     --run) RUN="$2"; shift 2;;
     --out) OUT="$2"; shift 2;;
     --skip-install) INSTALL=0; shift;;
-    -h|--help) sed -n 2,18p "$0"; exit 0;;
+    -h|--help) sed -n 2,19p "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -83,7 +85,7 @@ echo "corpus: $(ls -d "$CORPUS"/*/meta.json 2>/dev/null | grep -vc '\.part/') so
 VALMIN=$(awk "BEGIN{v=$BUDGET/3; print (v<6)?v:6}")
 CKMIN=$(awk "BEGIN{v=$BUDGET/3; print (v<3)?v:3}")
 if [ "$ARCH" = bandsplit ]; then LR=1e-3; else LR=7e-4; fi
-nice -n 10 "$PY" "$HERE/train.py" --corpus "$CORPUS" --run "$WORK/$RUN" --budget-minutes "$BUDGET" --arch "$ARCH" --dim "$DIM" \
+nice -n 10 "$PY" "$HERE/train.py" --corpus "$CORPUS" --run "$WORK/$RUN" --budget-minutes "$BUDGET" --arch "$ARCH" --dim "$DIM" --lookahead "$LOOKAHEAD" \
   --batch 4 --seconds 2.5 --frame-stride 2 --lr "$LR" --warmup 100 --loss sdr --sdr-eps 0.025 \
   --val-minutes "$VALMIN" --ckpt-minutes "$CKMIN" 2>&1 | tee -a "$WORK/logs/train_$RUN.log"
 for p in $GEN_PIDS; do kill $p 2>/dev/null || true; done
