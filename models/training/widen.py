@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""Widen a BandSplitNet checkpoint to more features per band (--dim), keeping what it computes, so
-a larger network can continue from trained weights (`train.py --init OUT.pt --dim NEW`) instead of
-starting over.
+"""Grow a BandSplitNet checkpoint, keeping what it computes, so a larger network can continue from
+trained weights (`train.py --init OUT.pt --dim NEW --lookahead NEW`) instead of starting over: more
+features per band (--dim), more lookahead frames (--lookahead), or both (widened first).
 
-The old features keep their weights. Weights that write into a new feature (encoder columns, the
-first pointwise conv and every block's output projection) start at zero, so the new residual
-features start at zero; every RMS norm gain is scaled by sqrt(old/new), so the old features are
-normalised as before; weights that only read new features or new hidden units start small and
-random, so gradients reach the zero weights and the new units differ from each other. The one
-term this cannot keep is the band-mixing bias, which is added to every feature: the new features
-start at that bias instead of zero. The script prints how far the widened network's masks are
-from the original's on held-out crops (max and mean absolute difference) before writing.
+Width: the old features keep their weights. Weights that write into a new feature (encoder
+columns, the first pointwise conv and every block's output projection) start at zero, so the new
+residual features start at zero; every RMS norm gain is scaled by sqrt(old/new), so the old
+features are normalised as before; weights that only read new features or new hidden units start
+small and random, so gradients reach the zero weights and the new units differ from each other.
+The one term this cannot keep is the band-mixing bias, which is added to every feature: the new
+features start at that bias instead of zero.
 
-Usage: widen.py IN.pt OUT.pt --dim 48 [--seed 0]
+Lookahead: it enters the network in one place, the depthwise convolution over encoded frames
+m-P .. m+L. Its taps for m-P .. m+L keep their weights and the new taps for m+L+1 .. m+NEW start
+at zero, so the network computes the same masks NEW - L frames later (the engine's reported
+latency grows by NEW - L hops, read from the manifest). The only difference is at the very start
+of a stream, where the causal blocks see NEW instead of L frames before frame 0.
+
+The script prints how far the grown network's masks are from the original's on held-out crops of
+--corpus (max and mean absolute difference, the first frames of each crop excluded) before writing.
+
+Usage: widen.py IN.pt OUT.pt [--dim 64] [--lookahead 4] [--corpus work/corpus] [--seed 0]
 """
 import argparse
 import math
@@ -76,29 +84,55 @@ def widen(old, dim, gen):
     return new, cfg
 
 
+def extend_lookahead(old, lookahead):
+    """A BandSplitNet like `old` with `lookahead` frames of lookahead (see the module doc)."""
+    cfg = {"arch": "bandsplit", "dim": old.D, "lookahead": lookahead}
+    new = build_net(cfg)
+    state = {k: v.clone() for k, v in old.state_dict().items()}
+    dw = torch.zeros_like(new.dw.weight)
+    dw[:, :, :state["dw.weight"].shape[-1]] = state["dw.weight"]
+    state["dw.weight"] = dw
+    new.load_state_dict(state)
+    return new, cfg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("src")
     ap.add_argument("out")
-    ap.add_argument("--dim", type=int, required=True)
+    ap.add_argument("--dim", type=int, help="features per band, more than the checkpoint's")
+    ap.add_argument("--lookahead", type=int, help="lookahead frames, more than the checkpoint's")
+    ap.add_argument("--corpus", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"),
+                    help="a corpus whose held-out songs give the check's crops")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     old, ck = load_net(a.src)
     if ck["cfg"].get("arch") != "bandsplit":
         raise SystemExit("%s is not a BandSplitNet checkpoint" % a.src)
-    if a.dim <= old.D:
+    if a.dim is None and a.lookahead is None:
+        raise SystemExit("nothing to grow: pass --dim and/or --lookahead")
+    if a.dim is not None and a.dim <= old.D:
         raise SystemExit("--dim %d is not wider than the checkpoint's %d" % (a.dim, old.D))
-    new, cfg = widen(old, a.dim, torch.Generator().manual_seed(a.seed))
+    if a.lookahead is not None and a.lookahead <= old.L:
+        raise SystemExit("--lookahead %d is not more than the checkpoint's %d" % (a.lookahead, old.L))
+    val = tr.make_val(a.corpus, 4, 5.0)
+    if val is None:
+        raise SystemExit("%s has no held-out songs to check on" % a.corpus)
+    new, cfg = old, ck["cfg"]
+    if a.dim is not None:
+        new, cfg = widen(new, a.dim, torch.Generator().manual_seed(a.seed))
+    if a.lookahead is not None:
+        new, cfg = extend_lookahead(new, a.lookahead)
     new.eval()
     torch.set_num_threads(2)
-    val = tr.make_val(os.path.join(os.path.dirname(os.path.abspath(__file__)), "work", "corpus"), 4, 5.0)
     with torch.no_grad():
         X, _ = tr.spectra(val[0], val[1])
-        diff = (new(X.abs()) - old(X.abs())).abs()
-    print("masks of the widened network vs the original on 4 held-out crops: max abs diff %.2e, mean %.2e" % (diff.max().item(), diff.mean().item()))
-    state = {"widened_from": {"path": a.src, "dim": old.D, "state": ck.get("state", {})}}
+        skip = 64  # frames at the start of each crop, where a longer lookahead's stream start differs
+        diff = (new(X.abs()) - old(X.abs()))[..., skip:].abs()
+    print("masks of the grown network vs the original on 4 held-out crops: max abs diff %.2e, mean %.2e" % (diff.max().item(), diff.mean().item()))
+    state = {"grown_from": {"path": a.src, "dim": old.D, "lookahead": old.L, "state": ck.get("state", {})}}
     torch.save({"model": new.state_dict(), "cfg": cfg, "state": state}, a.out)
-    print("wrote %s: dim %d -> %d, %d parameters" % (a.out, old.D, a.dim, tr.count_params(new)))
+    print("wrote %s: dim %d -> %d, lookahead %d -> %d frames, %d parameters" % (a.out, old.D, new.D, old.L, new.L, tr.count_params(new)))
 
 
 if __name__ == "__main__":
