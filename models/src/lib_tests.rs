@@ -242,8 +242,8 @@ fn the_embedded_default_model_loads_and_runs_in_real_time_on_one_thread() {
         (44_100, 2048, 512)
     );
     assert_eq!((spec.channels, spec.sources.len(), spec.bins), (2, 4, 1025));
-    // The shipped model looks 4 frames ahead (models/MODEL_CARD.md).
-    assert_eq!(spec.delay_frames, 4);
+    // The shipped model looks 2 frames ahead (models/MODEL_CARD.md).
+    assert_eq!(spec.delay_frames, 2);
     let mut model = loaded.model;
     struct Count(usize);
     impl demix_dsp::ResultSink for Count {

@@ -11,7 +11,7 @@
 #   --workers N         corpus generator processes                              [default 1]
 #   --arch A            network: bandsplit (BandSplitNet) or net (full-spectrum Net)   [default bandsplit]
 #   --dim N             bandsplit: features per band (the shipped model was trained at 48, then widened to 56)  [default 48]
-#   --lookahead N       frames the model sees ahead, at most 4 (the shipped model: 4, extended from 2) [default 4]
+#   --lookahead N       frames the model sees ahead, at most 4 (the shipped model: 2)          [default 2]
 #   --run NAME          run directory under work/ (checkpoints; resumed if present)  [default run, smoke: smoke]
 #   --out PATH          exported ONNX                                           [default models/default.onnx, smoke: work/smoke/default.onnx]
 #   --skip-install      do not touch apt/pip
@@ -20,7 +20,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$HERE/work"
-BUDGET=100; SONGS=1500; WORKERS=1; RUN=""; OUT=""; INSTALL=1; ARCH=bandsplit; DIM=48; LOOKAHEAD=4
+BUDGET=100; SONGS=1500; WORKERS=1; RUN=""; OUT=""; INSTALL=1; ARCH=bandsplit; DIM=48; LOOKAHEAD=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --budget-minutes) BUDGET="$2"; shift 2;;
