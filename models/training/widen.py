@@ -18,7 +18,8 @@ latency grows by NEW - L hops, read from the manifest). The only difference is a
 of a stream, where the causal blocks see NEW instead of L frames before frame 0.
 
 The script prints how far the grown network's masks are from the original's on held-out crops of
---corpus (max and mean absolute difference, the first frames of each crop excluded) before writing.
+--corpus (max and mean absolute difference; with --lookahead, the first 64 frames of each crop
+excluded) before writing.
 
 Usage: widen.py IN.pt OUT.pt [--dim 64] [--lookahead 4] [--corpus work/corpus] [--seed 0]
 """
@@ -127,7 +128,7 @@ def main():
     torch.set_num_threads(2)
     with torch.no_grad():
         X, _ = tr.spectra(val[0], val[1])
-        skip = 64  # frames at the start of each crop, where a longer lookahead's stream start differs
+        skip = 64 if a.lookahead is not None else 0  # a longer lookahead's stream start differs (module doc)
         diff = (new(X.abs()) - old(X.abs()))[..., skip:].abs()
     print("masks of the grown network vs the original on 4 held-out crops: max abs diff %.2e, mean %.2e" % (diff.max().item(), diff.mean().item()))
     state = {"grown_from": {"path": a.src, "dim": old.D, "lookahead": old.L, "state": ck.get("state", {})}}
