@@ -16,7 +16,11 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
   random FluidSynth reverb/chorus, random program substitutions; or (20-30 % of stems) an
   oscillator synth (band-limited saw/pulse, triangle, sine, 2-operator FM, detuned saws with ADSR,
   vibrato and low-pass; a synthetic drum kit), sometimes through a lo-fi sampler (sample-and-hold,
-  6-12 bit quantisation); --no-synth turns both off;
+  6-12 bit quantisation); or (25 % of songs) played as a tracker module would play them: each bass
+  and other instrument a short 8-bit sample at 8.8-22 kHz (one soundfont note or a single-cycle
+  chip waveform), looped and resampled without anti-aliasing, per-tick vibrato / arpeggios / slides
+  / volume slides, hard-panned channels, the drums through the lo-fi sampler; --no-synth turns all
+  of these off;
 * vocals: a procedural formant singing synthesizer (band-limited glottal pulse train, spectral
   tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals,
   vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale; the melody is
@@ -1114,7 +1118,7 @@ def speech_voice(notes, dur, rng, tmp, engine=None, cache=None):
 # toms, noise snares, metallic/noise hats and cymbals).  Synthesizer and chip-style timbres are
 # common in real music and absent from General-MIDI soundfonts.
 SYNTH_PROBABILITY = {"drums": 0.2, "bass": 0.3, "other": 0.3}
-LOFI_PROBABILITY = {"synth": 0.35, "fluidsynth": 0.08, "sampler": 0.08}
+LOFI_PROBABILITY = {"synth": 0.35, "fluidsynth": 0.08, "sampler": 0.08, "tracker": 0.0}
 
 
 def polyblep(t, dt):
@@ -1394,6 +1398,173 @@ def synth_render(mid, stem, rng, tmp):
     return out.astype(np.float32)
 
 
+# Share of songs rendered as a tracker module would play them (drums, bass and other; the vocals stay
+# as they are): every instrument a short sample (one note rendered from a training soundfont, or a
+# single-cycle chip waveform) stored at a low rate in 8 bits, looped, and played back by resampling,
+# so its timbre moves with its pitch; per-tick effects (vibrato, arpeggios, slides, volume slides),
+# notes cut hard, channels panned hard left/right with a random stereo separation. The dev set's
+# tracker clips put up to 43 % of their "other" energy into the vocal mask, against 14-22 % on the
+# songs generated without this.
+TRACKER_PROBABILITY = 0.25
+TRACKER_RATES = (8820, 11025, 14700, 22050)  # 44.1 kHz divided by 5, 4, 3 and 2
+CHIP_PROBABILITY = 0.3
+
+
+def tracker_samples(programs, base_pitch, rng, tmp):
+    """One dry note per General-MIDI program, rendered by FluidSynth with one training soundfont in a
+    single call: a list of mono float arrays (up to 1.2 s each)."""
+    import mido
+    m = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    m.tracks.append(tr)
+    tr.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))  # 1 beat = 0.5 s
+    for k, prog in enumerate(programs):
+        ch = k % 9
+        tr.append(mido.Message("program_change", channel=ch, program=prog, time=0 if k == 0 else 240))
+        tr.append(mido.Message("note_on", channel=ch, note=base_pitch, velocity=110, time=0))
+        tr.append(mido.Message("note_off", channel=ch, note=base_pitch, velocity=0, time=1200))
+    mid = os.path.join(tmp, "samples.mid")
+    m.save(mid)
+    wav = os.path.join(tmp, "samples.wav")
+    font = FM_FONT if FM_FONT and rng.random() < FM_FONT_PROBABILITY else rng.choice(GM_FONTS)
+    subprocess.run(["fluidsynth", "-ni", "-q", "-r", str(SR), "-g", "0.6", "-R", "0", "-C", "0", "-T", "wav",
+                    "-O", "s16", "-F", wav, os.path.join(SF2_DIR, font), mid],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    x, _ = sf.read(wav, dtype="float32", always_2d=True)
+    x = x.mean(1)
+    seg = int(1.5 * SR)
+    return [x[k * seg:k * seg + int(1.2 * SR)] for k in range(len(programs))]
+
+
+def tracker_instrument(note_sample, base_pitch, rng):
+    """A tracker instrument made from note_sample (mono, 44.1 kHz, at MIDI pitch base_pitch) or, for
+    CHIP_PROBABILITY of instruments or a silent render, a single-cycle chip waveform: a dict with the
+    8-bit sample at its storage rate, its pitch, and its loop (start, end) in samples or None."""
+    rate = rng.choice(TRACKER_RATES)
+    y = np.asarray(note_sample if note_sample is not None else [], dtype=np.float64)
+    on = np.flatnonzero(np.abs(y) > 0.02 * (np.abs(y).max() if len(y) else 0.0))
+    if rng.random() < CHIP_PROBABILITY or len(on) == 0 or np.abs(y).max() < 1e-4:
+        length = rng.choice([16, 32, 32, 64])
+        ph = np.arange(length) / length
+        kind = rng.choice(["square", "saw", "triangle", "table"])
+        if kind == "square":
+            y = np.where(ph < rng.choice([0.5, 0.25, 0.125]), 1.0, -1.0)
+        elif kind == "saw":
+            y = 2 * ph - 1
+        elif kind == "triangle":
+            y = 4 * np.abs(ph - 0.5) - 1
+        else:
+            y = np.array([rng.uniform(-1, 1) for _ in range(length)])
+        return {"data": np.round(y * 127) / 128, "rate": rate, "pitch": 69 + 12 * np.log2(rate / length / 440.0),
+                "loop": (0, length)}
+    y = y[on[0]:on[-1] + 1]
+    k = SR // rate
+    y = sps.resample_poly(y, 1, k) if rng.random() < 0.6 else y[::k]  # sampled with or without a filter
+    y = np.round(y / (np.abs(y).max() + 1e-9) * 127) / 128
+    loop = None
+    if len(y) > rate // 10 and rng.random() < 0.7:  # a sustain loop of whole periods near the end
+        period = rate / (440.0 * 2 ** ((base_pitch - 69) / 12))
+        span = max(1, int(round(rng.choice([1, 2, 4, 8, 16, 32]) * period)))
+        end = int(len(y) * rng.uniform(0.6, 1.0))
+        if end - span > 0:
+            loop = (end - span, end)
+            y = y[:end]
+    return {"data": y, "rate": rate, "pitch": float(base_pitch), "loop": loop}
+
+
+def tracker_note(inst, pitch, seconds, velocity, fx, offsets=(0,), slide_from=None):
+    """One note of a tracker instrument, mono: the sample resampled (nearest or linear, no
+    anti-aliasing) to `pitch`, with the effects in fx applied per tick; cut after `seconds`."""
+    n = max(1, int(seconds * SR))
+    t = np.arange(n) / SR
+    tick = np.floor(t / fx["tick"])
+    semis = np.full(n, float(pitch) - inst["pitch"])
+    if len(offsets) > 1:  # arpeggio: the chord's notes in turn, one per tick
+        semis += np.asarray(offsets, dtype=np.float64)[tick.astype(np.int64) % len(offsets)]
+    if fx["vibrato"]:
+        semis += fx["vibrato"] * np.sin(2 * np.pi * fx["vib_rate"] * tick * fx["tick"]) * (t > fx["vib_delay"])
+    if slide_from is not None:
+        semis += (slide_from - pitch) * np.clip(1 - tick * fx["tick"] / fx["slide"], 0, 1)
+    step = inst["rate"] / SR * 2 ** (semis / 12)
+    pos = np.cumsum(step) - step[0]
+    data = inst["data"]
+    if inst["loop"] is None:
+        n = int(np.searchsorted(pos, len(data) - 1))
+        pos = pos[:n]; t = t[:n]; tick = tick[:n]
+    else:
+        a, b = inst["loop"]
+        over = pos >= b
+        pos[over] = a + (pos[over] - a) % (b - a)
+    if fx["linear"]:
+        i = np.minimum(pos.astype(np.int64), len(data) - 1)
+        frac = pos - i
+        y = data[i] * (1 - frac) + data[np.minimum(i + 1, len(data) - 1)] * frac
+    else:
+        y = data[np.minimum(pos.astype(np.int64), len(data) - 1)]
+    vol = (velocity / 127.0) * np.clip(1 - fx["fade"] * tick, 0, 1)
+    ramp = min(len(y), 32)  # the few-sample de-click ramp modern players add
+    vol = vol * np.ones(len(y))
+    if ramp:
+        vol[:ramp] *= np.linspace(0, 1, ramp)
+        vol[-ramp:] *= np.linspace(1, 0, ramp)
+    return y * vol
+
+
+def tracker_render(mid, stem, rng, tmp):
+    """Render a bass or other stem's MIDI file as a tracker module would play it: stereo [n, 2]."""
+    import pretty_midi as pm
+    m = pm.PrettyMIDI(mid)
+    insts = [i for i in m.instruments if i.notes and not i.is_drum]
+    out = np.zeros((int((m.get_end_time() + 1.0) * SR) + 1, 2))
+    if not insts:
+        return out.astype(np.float32)
+    base = 48 if stem == "bass" else 60
+    programs = [(i.program if rng.random() < 0.7 else
+                 (rng.randrange(32, 40) if stem == "bass" else rng.choice(OTHER_PROGRAMS + LEAD_PROGRAMS)))
+                for i in insts]
+    renders = tracker_samples(programs, base, rng, tmp)
+    tick = 2.5 / rng.choice([125, 125, 110, 140, 150, 100]) * rng.choice([1, 1, 2])
+    separation = rng.uniform(0.2, 1.0)
+    side = rng.choice([-1, 1])
+    for inst, render in zip(insts, renders):
+        sample = tracker_instrument(render, base, rng)
+        fx = {"tick": tick, "linear": rng.random() < 0.6, "vibrato": rng.uniform(0.1, 0.6) if rng.random() < 0.4 else 0.0,
+              "vib_rate": rng.uniform(3.5, 8), "vib_delay": rng.choice([0.0, 0.1, 0.25]),
+              "slide": rng.uniform(0.04, 0.25), "fade": rng.choice([0.0, 0.0, rng.uniform(0.005, 0.05)])}
+        arpeggio = rng.random() < 0.4
+        slides = rng.random() < 0.3
+        notes = sorted(inst.notes, key=lambda x: (x.start, x.pitch))
+        groups = []
+        for note in notes:  # notes that start together: one chord
+            if groups and note.start - groups[-1][0].start < 0.01:
+                groups[-1].append(note)
+            else:
+                groups.append([note])
+        track = np.zeros(len(out))
+        prev = None
+        for g in groups:
+            if arpeggio and len(g) > 1:
+                root = g[0]
+                offsets = tuple(sorted({x.pitch - root.pitch for x in g}))[:4]
+                y = tracker_note(sample, root.pitch, max(x.end for x in g) - root.start, root.velocity, fx, offsets)
+                add_at(track, y, root.start)
+                prev = root.pitch
+                continue
+            for note in g:
+                slide_from = prev if slides and len(g) == 1 and prev is not None and abs(prev - note.pitch) <= 12 else None
+                add_at(track, tracker_note(sample, note.pitch, note.end - note.start, note.velocity, fx,
+                                           slide_from=slide_from), note.start)
+                prev = note.pitch
+        peak = np.abs(track).max()
+        if peak == 0:
+            continue
+        track = track / peak * rng.uniform(0.4, 1.0)
+        side = -side  # channels alternate between the hard left and hard right
+        gains = ((1 + separation) / 2, (1 - separation) / 2)
+        out += np.stack([track * gains[0 if side < 0 else 1], track * gains[1 if side < 0 else 0]], 1)
+    return out.astype(np.float32)
+
+
 def lofi(x, rng):
     """Retro sampler character: sample-and-hold to a low rate (no anti-aliasing) and coarse
     quantisation, as in 8-bit samplers and trackers."""
@@ -1492,8 +1663,15 @@ def make_song(song_dir, seed):
             lead = add_other_lead(paths["other"], chart, rng, bar, beats, nbars, t_offset)
             if lead is not None:
                 meta["other_lead"] = lead
+        tracker = SYNTH and rng.random() < TRACKER_PROBABILITY
+        if tracker:
+            meta["tracker"] = True
         for s in ("drums", "bass", "other"):
-            if SYNTH and rng.random() < SYNTH_PROBABILITY[s]:
+            if tracker and s != "drums":
+                stems[s] = tracker_render(paths[s], s, rng, tmp)
+                meta[s + "_font"] = "tracker"
+                renderer = "tracker"
+            elif SYNTH and rng.random() < SYNTH_PROBABILITY[s]:
                 stems[s] = synth_render(paths[s], s, rng, tmp)
                 meta[s + "_font"] = "oscillators"
                 renderer = "synth"
@@ -1511,7 +1689,7 @@ def make_song(song_dir, seed):
                 stems[s] = render_midi(paths[s], os.path.join(tmp, s + ".wav"), font, rng)
                 meta[s + "_font"] = os.path.basename(font)
                 renderer = "fluidsynth"
-            if SYNTH and rng.random() < LOFI_PROBABILITY[renderer]:
+            if SYNTH and rng.random() < (0.8 if tracker and s == "drums" else LOFI_PROBABILITY[renderer]):  # a tracker's drums are 8-bit samples too
                 stems[s] = lofi(stems[s], rng)
                 meta[s + "_lofi"] = True
         dur = nbars * bar + t_offset + 1.0
@@ -1642,7 +1820,7 @@ def main():
                     choices=["auto", "formant", "sinsy", "speech", "speech_espeak", "speech_festival"],
                     help="force the lead vocal source (testing); falls back to formant when unavailable")
     ap.add_argument("--no-synth", action="store_true",
-                    help="render every accompaniment stem with FluidSynth (no oscillator synth, lo-fi sampler or Hydrogen kits)")
+                    help="render every accompaniment stem with FluidSynth (no oscillator synth, lo-fi sampler, tracker-style songs or Hydrogen kits)")
     a = ap.parse_args()
     VOCAL_KIND = a.vocal_kind
     SYNTH = not a.no_synth
