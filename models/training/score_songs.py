@@ -9,9 +9,14 @@ e.g. the 40 songs of a fresh seed:
 
     generate_corpus.py --out work/corpus_s7 --songs 40 --seed 7
     score_songs.py --corpus work/corpus_s7 ../default.onnx work/candidate.onnx
+
+--split KEY adds one table for the songs whose meta.json sets KEY (e.g. tracker, other_lead) and
+one for the rest; --confusion adds, per model, the share of each stem's energy each mask passes
+(how much of "other" the vocal mask takes, say).
 """
 import argparse
 import glob
+import json
 import os
 import sys
 import zlib
@@ -43,20 +48,33 @@ def window(song, seconds=10.0, start=4.0):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", required=True, help="folder of generated songs (every song is scored)")
+    ap.add_argument("--split", default=None, metavar="KEY",
+                    help="also print the table for the songs whose meta.json has KEY set and for the rest (e.g. tracker, other_lead)")
+    ap.add_argument("--confusion", action="store_true",
+                    help="also print, per model, the mean share of each stem's STFT energy that each mask passes")
     ap.add_argument("onnx", nargs="+")
     a = ap.parse_args()
     songs = sorted(d for d in glob.glob(os.path.join(a.corpus, "*")) if os.path.isdir(d) and not d.endswith(".part"))
     models = []
     for path in a.onnx:
         models.append((path,) + ev.engine_settings(ev.manifest_of(path)))
-    scores = {(p, kind): {s: [] for s in ev.SOURCES} for p, _, _ in models for kind in ("engine", "plain")}
+    groups = ["all"] + (["%s" % a.split, "not %s" % a.split] if a.split else [])
+    scores = {(g, p, kind): {s: [] for s in ev.SOURCES} for g in groups for p, _, _ in models for kind in ("engine", "plain")}
+    shares = {p: {(i, j): [] for i in range(4) for j in range(4)} for p, _, _ in models}
     for song in songs:
         cut = window(song)
         if cut is None:
             continue
         refs, mix = cut
+        song_groups = ["all"]
+        if a.split:
+            with open(os.path.join(song, "meta.json")) as f:
+                song_groups.append(groups[1] if json.load(f).get(a.split) else groups[2])
         n = mix.shape[1]
-        X = ev.analysis(mix, ev.n_frames_for(n, 0))
+        T = ev.n_frames_for(n, 0)
+        X = ev.analysis(mix, T)
+        audible = [np.sum(refs[i] ** 2) > 1e-3 * np.sum(mix ** 2) for i in range(4)]
+        energy = np.abs(ev.analysis(refs.reshape(-1, n), T).reshape(4, 2, -1, T)) ** 2 if a.confusion else None
         for path, wiener_s, residual in models:
             masks, _ = ev.run_onnx(path, np.abs(X).astype(np.float32))
             masks = masks.astype(np.float64)
@@ -65,15 +83,32 @@ def main():
                             ("plain", ev.source_spectra(masks, X, 0.0, residual))):
                 est = ev.synthesis(Y, n)
                 for i, s in enumerate(ev.SOURCES):
-                    if np.sum(refs[i] ** 2) > 1e-3 * np.sum(mix ** 2):
-                        scores[(path, kind)][s].append(ev.sdr(refs[i], est[i]))
+                    if audible[i]:
+                        for g in song_groups:
+                            scores[(g, path, kind)][s].append(ev.sdr(refs[i], est[i]))
+            if a.confusion:
+                for i in range(4):
+                    if audible[i]:
+                        for j in range(4):
+                            shares[path][(i, j)].append(float((masks[j] * energy[i]).sum() / energy[i].sum()))
         print(os.path.basename(song), file=sys.stderr, flush=True)
-    print("| model | vocals | drums | bass | other | mean (as the engine runs it) | mean (plain masks) |")
-    print("|---|---|---|---|---|---|---|")
-    for path, _, _ in models:
-        per = [float(np.mean(scores[(path, "engine")][s])) for s in ev.SOURCES]
-        plain = float(np.mean([np.mean(scores[(path, "plain")][s]) for s in ev.SOURCES]))
-        print("| %s | %s | %.2f | %.2f |" % (path, " | ".join("%.2f" % v for v in per), np.mean(per), plain))
+    for g in groups:
+        n_songs = len(scores[(g, models[0][0], "engine")]["vocals"])
+        if g != "all":
+            print("\nSongs with %s (%d with audible vocals):" % (g, n_songs))
+        print("| model | vocals | drums | bass | other | mean (as the engine runs it) | mean (plain masks) |")
+        print("|---|---|---|---|---|---|---|")
+        for path, _, _ in models:
+            per = [float(np.mean(scores[(g, path, "engine")][s])) for s in ev.SOURCES]
+            plain = float(np.mean([np.mean(scores[(g, path, "plain")][s]) for s in ev.SOURCES]))
+            print("| %s | %s | %.2f | %.2f |" % (path, " | ".join("%.2f" % v for v in per), np.mean(per), plain))
+    if a.confusion:
+        print("\nShare of each stem's STFT energy that each mask passes (mean over songs where the stem is audible):")
+        print("| model | stem | %s |" % " | ".join(s + " mask" for s in ev.SOURCES))
+        print("|---|---|---|---|---|---|")
+        for path, _, _ in models:
+            for i, s in enumerate(ev.SOURCES):
+                print("| %s | %s | %s |" % (path, s, " | ".join("%.3f" % np.mean(shares[path][(i, j)]) for j in range(4))))
 
 
 if __name__ == "__main__":
