@@ -183,6 +183,12 @@ def source_spectra(masks, X, stereo_wiener_s, residual):
     return masks * X[None]
 
 
+def energy_to_masks(masks, energy):
+    """Share of one reference stem's STFT energy [2, F, T] that each mask of masks [S, 2, F, T] passes:
+    a list of S fractions (how much of "other" the vocal mask takes, say)."""
+    return [float((m * energy).sum() / energy.sum()) for m in masks]
+
+
 def sdr(ref, est):
     return 10 * np.log10((np.sum(ref ** 2) + 1e-7) / (np.sum((ref - est) ** 2) + 1e-7))
 
@@ -232,8 +238,7 @@ def main():
         per_clip[cid] = {}
         if a.confusion:
             energy = np.abs(R) ** 2
-            share = {s: [float((masks[j] * energy[i]).sum() / energy[i].sum()) for j in range(4)]
-                     for i, s in enumerate(SOURCES) if s in clip["nonsilent"]}
+            share = {s: energy_to_masks(masks, energy[i]) for i, s in enumerate(SOURCES) if s in clip["nonsilent"]}
             per_clip[cid]["energy_to_masks"] = share
             for s, row in share.items():
                 print("%s %-6s energy -> masks %s" % (cid, s, " ".join("%s %.2f" % kv for kv in zip(SOURCES, row))), file=sys.stderr)

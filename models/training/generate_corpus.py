@@ -1410,6 +1410,7 @@ def synth_render(mid, stem, rng, tmp):
 TRACKER_PROBABILITY = 0.0
 TRACKER_RATES = (8820, 11025, 14700, 22050)  # 44.1 kHz divided by 5, 4, 3 and 2
 CHIP_PROBABILITY = 0.3
+TRACKER_DRUM_LOFI_PROBABILITY = 0.8  # a tracker's drums are 8-bit samples too
 
 
 def tracker_samples(programs, base_pitch, rng, tmp):
@@ -1443,9 +1444,9 @@ def tracker_instrument(note_sample, base_pitch, rng):
     CHIP_PROBABILITY of instruments or a silent render, a single-cycle chip waveform: a dict with the
     8-bit sample at its storage rate, its pitch, and its loop (start, end) in samples or None."""
     rate = rng.choice(TRACKER_RATES)
-    y = np.asarray(note_sample if note_sample is not None else [], dtype=np.float64)
-    on = np.flatnonzero(np.abs(y) > 0.02 * (np.abs(y).max() if len(y) else 0.0))
-    if rng.random() < CHIP_PROBABILITY or len(on) == 0 or np.abs(y).max() < 1e-4:
+    y = np.asarray(note_sample, dtype=np.float64)
+    peak = np.abs(y).max() if len(y) else 0.0
+    if rng.random() < CHIP_PROBABILITY or peak < 1e-4:
         length = rng.choice([16, 32, 32, 64])
         ph = np.arange(length) / length
         kind = rng.choice(["square", "saw", "triangle", "table"])
@@ -1459,6 +1460,7 @@ def tracker_instrument(note_sample, base_pitch, rng):
             y = np.array([rng.uniform(-1, 1) for _ in range(length)])
         return {"data": np.round(y * 127) / 128, "rate": rate, "pitch": 69 + 12 * np.log2(rate / length / 440.0),
                 "loop": (0, length)}
+    on = np.flatnonzero(np.abs(y) > 0.02 * peak)
     y = y[on[0]:on[-1] + 1]
     k = SR // rate
     y = sps.resample_poly(y, 1, k) if rng.random() < 0.6 else y[::k]  # sampled with or without a filter
@@ -1492,7 +1494,7 @@ def tracker_note(inst, pitch, seconds, velocity, fx, offsets=(0,), slide_from=No
     data = inst["data"]
     if inst["loop"] is None:
         n = int(np.searchsorted(pos, len(data) - 1))
-        pos = pos[:n]; t = t[:n]; tick = tick[:n]
+        pos = pos[:n]; tick = tick[:n]
     else:
         a, b = inst["loop"]
         over = pos >= b
@@ -1505,7 +1507,6 @@ def tracker_note(inst, pitch, seconds, velocity, fx, offsets=(0,), slide_from=No
         y = data[np.minimum(pos.astype(np.int64), len(data) - 1)]
     vol = (velocity / 127.0) * np.clip(1 - fx["fade"] * tick, 0, 1)
     ramp = min(len(y), 32)  # the few-sample de-click ramp modern players add
-    vol = vol * np.ones(len(y))
     if ramp:
         vol[:ramp] *= np.linspace(0, 1, ramp)
         vol[-ramp:] *= np.linspace(1, 0, ramp)
@@ -1562,8 +1563,9 @@ def tracker_render(mid, stem, rng, tmp):
             continue
         track = track / peak * rng.uniform(0.4, 1.0)
         side = -side  # channels alternate between the hard left and hard right
-        gains = ((1 + separation) / 2, (1 - separation) / 2)
-        out += np.stack([track * gains[0 if side < 0 else 1], track * gains[1 if side < 0 else 0]], 1)
+        near, far = (1 + separation) / 2, (1 - separation) / 2
+        left, right = (near, far) if side < 0 else (far, near)
+        out += np.stack([track * left, track * right], 1)
     return out.astype(np.float32)
 
 
@@ -1691,7 +1693,7 @@ def make_song(song_dir, seed):
                 stems[s] = render_midi(paths[s], os.path.join(tmp, s + ".wav"), font, rng)
                 meta[s + "_font"] = os.path.basename(font)
                 renderer = "fluidsynth"
-            if SYNTH and rng.random() < (0.8 if tracker and s == "drums" else LOFI_PROBABILITY[renderer]):  # a tracker's drums are 8-bit samples too
+            if SYNTH and rng.random() < (TRACKER_DRUM_LOFI_PROBABILITY if tracker and s == "drums" else LOFI_PROBABILITY[renderer]):
                 stems[s] = lofi(stems[s], rng)
                 meta[s + "_lofi"] = True
         dur = nbars * bar + t_offset + 1.0

@@ -58,9 +58,10 @@ def main():
     models = []
     for path in a.onnx:
         models.append((path,) + ev.engine_settings(ev.manifest_of(path)))
-    groups = ["all"] + (["%s" % a.split, "not %s" % a.split] if a.split else [])
+    groups = ["all"] + (["with " + a.split, "without " + a.split] if a.split else [])
+    n_songs = {g: 0 for g in groups}
     scores = {(g, p, kind): {s: [] for s in ev.SOURCES} for g in groups for p, _, _ in models for kind in ("engine", "plain")}
-    shares = {p: {(i, j): [] for i in range(4) for j in range(4)} for p, _, _ in models}
+    shares = {(p, i): [] for p, _, _ in models for i in range(4)}
     for song in songs:
         cut = window(song)
         if cut is None:
@@ -70,6 +71,8 @@ def main():
         if a.split:
             with open(os.path.join(song, "meta.json")) as f:
                 song_groups.append(groups[1] if json.load(f).get(a.split) else groups[2])
+        for g in song_groups:
+            n_songs[g] += 1
         n = mix.shape[1]
         T = ev.n_frames_for(n, 0)
         X = ev.analysis(mix, T)
@@ -89,13 +92,11 @@ def main():
             if a.confusion:
                 for i in range(4):
                     if audible[i]:
-                        for j in range(4):
-                            shares[path][(i, j)].append(float((masks[j] * energy[i]).sum() / energy[i].sum()))
+                        shares[(path, i)].append(ev.energy_to_masks(masks, energy[i]))
         print(os.path.basename(song), file=sys.stderr, flush=True)
     for g in groups:
-        n_songs = len(scores[(g, models[0][0], "engine")]["vocals"])
         if g != "all":
-            print("\nSongs with %s (%d with audible vocals):" % (g, n_songs))
+            print("\nSongs %s (%d):" % (g, n_songs[g]))
         print("| model | vocals | drums | bass | other | mean (as the engine runs it) | mean (plain masks) |")
         print("|---|---|---|---|---|---|---|")
         for path, _, _ in models:
@@ -108,7 +109,7 @@ def main():
         print("|---|---|---|---|---|---|")
         for path, _, _ in models:
             for i, s in enumerate(ev.SOURCES):
-                print("| %s | %s | %s |" % (path, s, " | ".join("%.3f" % np.mean(shares[path][(i, j)]) for j in range(4))))
+                print("| %s | %s | %s |" % (path, s, " | ".join("%.3f" % v for v in np.mean(shares[(path, i)], axis=0))))
 
 
 if __name__ == "__main__":
