@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import load_net, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
+from model import load_net, ChannelSwapAverage, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,6 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Time constant of the engine's stereo Wiener post-filter that the manifest asks for (seconds;
 # chosen on held-out synthetic songs, see MODEL_CARD.md).
 STEREO_WIENER_S = 2.3
+# Whether the exported graph averages the masks of the input and of its channel-swapped copy
+# (model.ChannelSwapAverage; chosen on held-out synthetic songs, see MODEL_CARD.md).
+CHANNEL_SWAP_TTA = 1
 
 
 def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S):
@@ -111,11 +114,15 @@ def main():
     ap.add_argument("--bench-calls", type=int, default=3000)
     ap.add_argument("--stereo-wiener", type=float, default=STEREO_WIENER_S,
                     help="time constant (s) of the engine's stereo Wiener post-filter the manifest asks for; 0: none")
+    ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=CHANNEL_SWAP_TTA,
+                    help="1: the graph averages the masks of the input and of its channel-swapped copy (twice the cost); 0: one pass")
     a = ap.parse_args()
     torch.set_num_threads(2)
     ckpt = a.ckpt or (os.path.join(a.run, "best.pt") if os.path.exists(os.path.join(a.run, "best.pt"))
                       else os.path.join(a.run, "last.pt"))
     net, ck = load_net(ckpt)
+    if a.channel_swap_tta:
+        net = ChannelSwapAverage(net).eval()
     S = net.state_size()
     wrap = StepWrapper(net).eval()
     mix0 = torch.rand(1, 2, N_FFT // 2 + 1, 1)
@@ -162,7 +169,7 @@ def main():
     times = cost_per_call_ms(sess, magn, a.bench_calls)
     hop_ms = HOP / SR * 1000
     rep = {"onnx": a.out, "checkpoint": ckpt, "bytes": size, "params": count_params(net), "state_size": S,
-           "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name if clip_name == "noise" else os.path.abspath(clip_name),
+           "channel_swap_tta": a.channel_swap_tta, "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name if clip_name == "noise" else os.path.abspath(clip_name),
            "verify_frames": T - L, "cost_ms_mean": float(times.mean()), "cost_ms_p50": float(np.percentile(times, 50)),
            "cost_ms_p99": float(np.percentile(times, 99)), "cost_ms_min": float(times.min()), "bench_calls": int(a.bench_calls), "hop_ms": hop_ms,
            "cost_pct_of_hop_mean": float(times.mean() / hop_ms * 100), "cost_pct_of_hop_p99": float(np.percentile(times, 99) / hop_ms * 100),

@@ -291,44 +291,99 @@ class BandSplitNet(nn.Module):
         return ((self.P + self.L) * self.K * self.D + self.L * self.C * self.F
                 + sum(2 * d for d in self.dilations) * self.K * self.D)
 
+    def normalise_frame(self, mag):  # mag [B, C, F, 1] -> z [B, C, F]; `normalise` for one frame
+        z = torch.log1p(mag[..., 0] * self.in_scale)
+        return (z - self.mu) * torch.exp(-self.logsig.clamp(-3.0, 3.0))
+
+    def encode_frame(self, z):  # z [B, C, F] (one frame) -> [K*B, D]; `encode` without the time axis
+        B, C = z.shape[0], z.shape[1]
+        out, f0 = [], 0
+        for (w, n), W, b in zip(BAND_GROUPS, self.enc_w, self.enc_b):
+            x = z[:, :, f0:f0 + w * n].reshape(B, C, n, w).permute(2, 0, 1, 3).reshape(n, B, C * w)
+            out.append(torch.baddbmm(b, x, W))              # n, B, D
+            f0 += w * n
+        e = torch.cat(out, 0).reshape(self.K * B, self.D)
+        return Fn.gelu(rms_norm(e, self.enc_g[:, 0], 1))
+
+    def decode_frame(self, y, zc):  # y [K*B, D], zc [B, C, F] -> masks [B, S, C, F, 1]; `decode` for one frame
+        B = zc.shape[0]
+        yk = y.reshape(self.K, B, self.D)
+        out, k0 = [], 0
+        for (w, n), W, b in zip(BAND_GROUPS, self.dec_w, self.dec_b):
+            o = torch.baddbmm(b, yk[k0:k0 + n], W)           # n, B, S*C*w
+            out.append(o.reshape(n, B, self.S, self.C, w).permute(1, 2, 3, 0, 4).reshape(B, self.S, self.C, n * w))
+            k0 += n
+        logits = torch.cat(out, dim=3) + self.skip_w * zc[:, None] + self.skip_b
+        # Softmax over the sources spelt out: onnxruntime's Softmax kernel is slow on a 4-long axis.
+        ex = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        return (ex / ex.sum(dim=1, keepdim=True))[..., None]
+
     def step(self, mag, state):
         """One frame in, the masks of frame m-L out, with the history in `state`. Same function as
         `forward` (export.py checks it), written for a one-frame graph: histories are stored
         frame-major ([frames, K, D], so each tap and each shift is a contiguous block), every time
         convolution is a sum of taps and every 1x1 convolution a matrix product, so ONNX Runtime
-        runs few, cheap nodes. State layout: [ encoded history (P+L) x K x D | normalised input
-        L x (2*1025) | per block, its last 2*dilation normalised inputs (2*dilation) x K x D ]."""
+        runs few, cheap nodes. mag [B, C, F, 1] may hold B views of the frame, which then share
+        every matrix product (masks [B, S, C, F, 1]); state [1, B * state_size()]. State layout:
+        [ encoded history (P+L) x K x B x D | normalised input L x (B*2*1025) | per block, its last
+        2*dilation normalised inputs (2*dilation) x K x B x D ]."""
         K, D, L, P, C, F = self.K, self.D, self.L, self.P, self.C, self.F
-        n_e = (P + L) * K * D
-        n_z = L * C * F
-        e_hist = state[:, :n_e].reshape(P + L, K, D)
-        z_hist = state[:, n_e:n_e + n_z].reshape(1, L, C * F)
+        B = mag.shape[0]
+        n_e = (P + L) * K * B * D
+        n_z = L * B * C * F
+        KBD, BCF = K * B * D, B * C * F
+        e_hist = state[:, :n_e].reshape(P + L, K * B, D)
         pos = n_e + n_z
-        z = self.normalise(mag)                                    # 1,C,F,1
-        e = self.encode(z)[:, :, 0]                                # K,D
-        win = torch.cat([e_hist, e[None]], dim=0)                 # P+L+1,K,D
+        # Each history drops its oldest frame and takes the newest: the new state is one Concat of
+        # slices of `state` and the new frames, so every number of the state is copied once.
+        pieces = [state[:, KBD:n_e]]
+        z = self.normalise_frame(mag)                              # B,C,F
+        e = self.encode_frame(z)                                   # K*B,D
+        win = torch.cat([e_hist, e[None]], dim=0)                 # P+L+1,K*B,D
         taps_dw = self.dw.weight[:, 0, :].t()[:, None, :]          # P+L+1,1,D
-        dw = (win * taps_dw).sum(dim=0) + self.dw.bias             # K,D
+        dw = (win * taps_dw).sum(dim=0) + self.dw.bias             # K*B,D
         y = win[P] + Fn.gelu(dw @ self.pw.weight[:, :, 0].t() + self.pw.bias)
-        hists = []
+        pieces += [e.reshape(1, KBD), state[:, n_e + BCF:n_e + n_z], z.reshape(1, BCF)] if L > 0 else [e.reshape(1, KBD)]
         for i, d in enumerate(self.dilations):
-            hist = state[:, pos:pos + 2 * d * K * D].reshape(2 * d, K, D)
-            pos += 2 * d * K * D
-            x = rms_norm(y, self.norm_g[i][:, 0], 1)                # K,D
-            taps = torch.cat([hist[0], hist[d], x], dim=1)         # K,3D
+            oldest = state[:, pos:pos + KBD].reshape(K * B, D)
+            middle = state[:, pos + d * KBD:pos + (d + 1) * KBD].reshape(K * B, D)
+            pieces.append(state[:, pos + KBD:pos + 2 * d * KBD])
+            pos += 2 * d * KBD
+            x = rms_norm(y, self.norm_g[i][:, 0], 1)                # K*B,D
+            pieces.append(x.reshape(1, KBD))
+            taps = torch.cat([oldest, middle, x], dim=1)           # K*B,3D
             w = self.conv[i].weight.permute(2, 1, 0).reshape(3 * D, D)
             h = Fn.gelu(taps @ w + self.conv[i].bias)
             y = y + h @ self.proj[i].weight[:, :, 0].t() + self.proj[i].bias
-            hists.append(torch.cat([hist[1:], x[None]], dim=0).reshape(1, -1))
             if i % 2 == 1:
                 j = i // 2
-                xm = rms_norm(y, self.mix_g[j][:, 0], 1)
-                y = y + self.mix[j].weight @ xm + self.mix[j].bias[:, None]
-        zc = z_hist[:, 0:1, :].reshape(1, C, F, 1) if L > 0 else z
-        m = self.decode(y[:, :, None], zc)
-        new_z = torch.cat([z_hist[:, 1:, :], z.reshape(1, 1, C * F)], dim=1) if L > 0 else z_hist
-        new_state = torch.cat([win[1:].reshape(1, -1), new_z.reshape(1, -1)] + hists, dim=1)
-        return m, new_state
+                xm = rms_norm(y, self.mix_g[j][:, 0], 1).reshape(K, B * D)
+                y = y + (self.mix[j].weight @ xm + self.mix[j].bias[:, None]).reshape(K * B, D)
+        zc = state[:, n_e:n_e + BCF].reshape(B, C, F) if L > 0 else z
+        return self.decode_frame(y, zc), torch.cat(pieces, dim=1)
+
+
+class ChannelSwapAverage(nn.Module):
+    """Test-time augmentation for export: the mean of a network's masks for the stereo input and,
+    mapped back, for the same input with its two channels swapped (training swaps channels at random,
+    so both views are in-distribution and their errors partly cancel). Same weights and lookahead as
+    the network; its step runs both views as one batch of two (BandSplitNet.step), so its state is
+    twice the network's."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.L = net.L
+
+    def forward(self, mag, frames=None):
+        return (self.net(mag, frames) + self.net(mag.flip(1), frames).flip(2)) / 2
+
+    def state_size(self):
+        return 2 * self.net.state_size()
+
+    def step(self, mag, state):
+        masks, new_state = self.net.step(torch.cat([mag, mag.flip(1)], dim=0), state)
+        return (masks[0:1] + masks[1:2].flip(2)) / 2, new_state
 
 
 def build_net(cfg):

@@ -87,6 +87,8 @@ def main():
     wiener_s = man.get("stereo_wiener", {}).get("time_constant_s")
     if wiener_s:
         w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s): each source's running spatial covariance (pooled over %d-bin blocks) refines its masks, no added latency (docs/model-contract.md) |" % (wiener_s, BLOCK_BINS))
+    if rep.get("channel_swap_tta"):
+        w("| test-time augmentation | the graph runs the network on the frame and on its channel-swapped copy as one batch of two and averages the two views' masks (channels swapped back): twice the network's work per hop, same latency (`export.py --channel-swap-tta`, model.ChannelSwapAverage) |")
     w("| streaming | stateful, one frame per call, `lookahead_frames` = %d, state `state_in`/`state_out` %s (zero-initialised) |" % (L, man["streaming"]["state"][0]["shape"]))
     w("| latency | STFT %d samples (n_fft − 1) + lookahead %d × %d = %d samples → %d samples = %.1f ms at %d Hz, before the engine's compute slack D·hop and any resampler delay |" % (
         nfft - 1, L, hop, L * hop, nfft - 1 + L * hop, (nfft - 1 + L * hop) / sr * 1000, sr))
