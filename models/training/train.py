@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
+from model import ChannelSwapAverage, build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
 
 CTX = N_FFT - HOP  # real audio before a crop, so the first frame has no artificial zeros
 
@@ -256,6 +256,9 @@ def main():
                     help="sdr loss: weight of each source's term (normalised to mean 1)")
     ap.add_argument("--amp", action="store_true", help="run the network's forward pass in bfloat16 autocast (the STFT and the loss stay float32)")
     ap.add_argument("--init", default=None, help="warm-start weights from this checkpoint (new run)")
+    ap.add_argument("--channel-swap-tta", action="store_true",
+                    help="train and validate the masks export.py ships: the mean of the network's masks for the input and, "
+                         "swapped back, for its channel-swapped copy (model.ChannelSwapAverage; twice the work per step)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -270,7 +273,7 @@ def main():
     else:
         cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
     run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride,
-               "source_weights": a.source_weights, "amp": a.amp}
+               "source_weights": a.source_weights, "amp": a.amp, "channel_swap_tta": a.channel_swap_tta}
     # On the device before the optimiser exists: a resumed optimiser state follows its parameters.
     net = build_net(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
@@ -289,6 +292,7 @@ def main():
         net.load_state_dict(ck["model"])
         log("warm start from", a.init)
     log("params", count_params(net), "config", cfg, run_cfg, "device", device)
+    shipped = ChannelSwapAverage(net) if a.channel_swap_tta else net  # what the loss and validation see
     cache = Cache(a.corpus, a.cache_songs, rng, device, newest_first=a.cache_order == "newest")
     n_cached, n_train = cache.refresh(0)
     log("cache", n_cached, "of", n_train, "training songs")
@@ -318,7 +322,7 @@ def main():
         # masks + loss on every other frame (random phase): the head and the loss dominate the cost
         sel = torch.arange(rng.randrange(a.frame_stride), X.shape[-1], a.frame_stride, device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=a.amp):
-            m = net(X.abs(), sel)
+            m = shipped(X.abs(), sel)
         loss = loss_fn(m.float(), prep_targets(X[..., sel], S[..., sel]))
         opt.zero_grad()
         loss.backward()
@@ -340,7 +344,7 @@ def main():
             losses = []
         done = state["train_seconds"] >= budget
         if val is not None and (now - t_val > a.val_minutes * 60 or done):
-            vl, per = validate(net, val)
+            vl, per = validate(shipped, val)
             state["history"].append({"step": state["step"], "val_loss": vl, "sdr": per, "time": time.time()})
             log("VAL step %d loss %.4f spec-SDR %s mean %.2f" % (state["step"], vl, " ".join("%s %.2f" % (s, v) for s, v in zip(SOURCES, per)), float(np.nanmean(per))))
             if vl < state["best"]:
