@@ -91,7 +91,10 @@ nice -n 10 "$PY" "$HERE/train.py" --corpus "$CORPUS" --run "$WORK/$RUN" --budget
 for p in $GEN_PIDS; do kill $p 2>/dev/null || true; done
 
 # ---------------------------------------------------------------- 4. export + verify + cost
-"$PY" "$HERE/export.py" --run "$WORK/$RUN" --out "$OUT" 2>&1 | tee "$WORK/logs/export_$RUN.log"
+# The channel-swap average (export.py's default) batches two views through BandSplitNet.step; the
+# full-spectrum Net exports one view.
+if [ "$ARCH" = bandsplit ]; then SWAP=1; else SWAP=0; fi
+"$PY" "$HERE/export.py" --run "$WORK/$RUN" --out "$OUT" --channel-swap-tta $SWAP 2>&1 | tee "$WORK/logs/export_$RUN.log"
 
 # ---------------------------------------------------------------- 5. evaluate on the dev set (if present)
 if [ -d /work/shared/eval/dev ] || [ -n "${DEMIX_DEV:-}" ]; then

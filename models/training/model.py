@@ -372,6 +372,8 @@ class ChannelSwapAverage(nn.Module):
 
     def __init__(self, net):
         super().__init__()
+        if not isinstance(net, BandSplitNet):
+            raise ValueError("the channel-swap average needs a BandSplitNet (its step runs both views as one batch)")
         self.net = net
         self.L = net.L
 
