@@ -108,11 +108,13 @@ def run_onnx(path, mag):
     return np.concatenate(res, -1), L
 
 
-def run_torch(ckpt, mag):
+def run_torch(ckpt, mag, channel_swap_tta=True):
     import torch
-    from model import load_net
+    from model import ChannelSwapAverage, load_net
     torch.set_num_threads(2)
     net, _ = load_net(ckpt)
+    if channel_swap_tta:
+        net = ChannelSwapAverage(net).eval()
     with torch.no_grad():
         # append L zero frames like the streaming flush (the model's lookahead sees zeros at the end)
         mm = torch.from_numpy(mag[None].astype(np.float32))
@@ -197,6 +199,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--onnx", default=os.path.normpath(os.path.join(HERE, "..", "default.onnx")))
     ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=1,
+                    help="--ckpt: 1 (as export.py ships) averages the masks of the input and of its channel-swapped copy; 0: one view")
     ap.add_argument("--dev", default="/work/shared/eval/dev")
     ap.add_argument("--json", default=None)
     ap.add_argument("--write-dir", default=None, help="write <clip>/<stem>.wav estimates here")
@@ -223,7 +227,7 @@ def main():
         X = analysis(mix, T)  # C,F,T
         mag = np.abs(X).astype(np.float32)
         if a.ckpt:
-            masks, L = run_torch(a.ckpt, mag)
+            masks, L = run_torch(a.ckpt, mag, a.channel_swap_tta)
         else:
             masks, L = run_onnx(a.onnx, mag)
         masks = masks.astype(np.float64)
