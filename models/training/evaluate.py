@@ -202,6 +202,8 @@ def main():
     ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=1,
                     help="--ckpt: 1 (as export.py ships) averages the masks of the input and of its channel-swapped copy; 0: one view")
     ap.add_argument("--dev", default="/work/shared/eval/dev")
+    ap.add_argument("--input-gain", type=float, default=1.0,
+                    help="scale the magnitudes the network sees (not the mixture its masks apply to): how the model fares at other input levels")
     ap.add_argument("--json", default=None)
     ap.add_argument("--write-dir", default=None, help="write <clip>/<stem>.wav estimates here")
     ap.add_argument("--no-baselines", action="store_true")
@@ -225,7 +227,7 @@ def main():
         refs = np.stack([sf.read(os.path.join(d, s + ".flac"), dtype="float64", always_2d=True)[0].T[:, :N] for s in SOURCES])
         T = n_frames_for(N, 0)
         X = analysis(mix, T)  # C,F,T
-        mag = np.abs(X).astype(np.float32)
+        mag = (np.abs(X) * a.input_gain).astype(np.float32)
         if a.ckpt:
             masks, L = run_torch(a.ckpt, mag, a.channel_swap_tta)
         else:
