@@ -108,12 +108,15 @@ def run_onnx(path, mag):
     return np.concatenate(res, -1), L
 
 
-def run_torch(ckpt, mag, channel_swap_tta=True):
+def run_torch(ckpt, mag, channel_swap_tta=None):
+    """masks of a checkpoint's full-sequence network; through the channel-swap average unless
+    channel_swap_tta is 0 (None: as export.py ships it)."""
     import torch
+    from export import CHANNEL_SWAP_TTA
     from model import ChannelSwapAverage, load_net
     torch.set_num_threads(2)
     net, _ = load_net(ckpt)
-    if channel_swap_tta:
+    if CHANNEL_SWAP_TTA if channel_swap_tta is None else channel_swap_tta:
         net = ChannelSwapAverage(net).eval()
     with torch.no_grad():
         # append L zero frames like the streaming flush (the model's lookahead sees zeros at the end)
@@ -199,8 +202,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--onnx", default=os.path.normpath(os.path.join(HERE, "..", "default.onnx")))
     ap.add_argument("--ckpt", default=None)
-    ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=1,
-                    help="--ckpt: 1 (as export.py ships) averages the masks of the input and of its channel-swapped copy; 0: one view")
+    ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=None,
+                    help="--ckpt: 1 averages the masks of the input and of its channel-swapped copy, 0: one view (default: as export.py ships)")
     ap.add_argument("--dev", default="/work/shared/eval/dev")
     ap.add_argument("--input-gain", type=float, default=1.0,
                     help="scale the magnitudes the network sees (not the mixture its masks apply to): how the model fares at other input levels")

@@ -233,30 +233,32 @@ class BandSplitNet(nn.Module):
         self.skip_w = nn.Parameter(torch.zeros(sources, channels, bins))
         self.skip_b = nn.Parameter(torch.zeros(sources, channels, bins))
 
-    normalise = Net.normalise
+    def normalise(self, mag):  # mag [N, C, F] (N frames) -> z [N, C, F]: log compression, per-bin normalisation
+        z = torch.log1p(mag * self.in_scale)
+        return (z - self.mu) * torch.exp(-self.logsig.clamp(-3.0, 3.0))
 
-    def encode(self, z):  # [B, C, F, T] -> [K*B, D, T]
-        B, C, F, T = z.shape
+    def encode(self, z):  # z [N, C, F] (N frames) -> [K*N, D]
+        N, C = z.shape[0], z.shape[1]
         out, f0 = [], 0
         for (w, n), W, b in zip(BAND_GROUPS, self.enc_w, self.enc_b):
-            x = z[:, :, f0:f0 + w * n, :].reshape(B, C, n, w, T).permute(2, 0, 4, 1, 3).reshape(n, B * T, C * w)
-            out.append(torch.baddbmm(b, x, W))              # n, B*T, D
+            x = z[:, :, f0:f0 + w * n].reshape(N, C, n, w).permute(2, 0, 1, 3).reshape(n, N, C * w)
+            out.append(torch.baddbmm(b, x, W))              # n, N, D
             f0 += w * n
-        e = torch.cat(out, 0).reshape(self.K * B, T, self.D).transpose(1, 2)
-        return Fn.gelu(rms_norm(e, self.enc_g, 1))
+        e = torch.cat(out, 0).reshape(self.K * N, self.D)
+        return Fn.gelu(rms_norm(e, self.enc_g[:, 0], 1))
 
-    def decode(self, y, zc):  # y [K*B, D, T], zc [B, C, F, T] -> masks [B, S, C, F, T]
-        B, T = zc.shape[0], y.shape[2]
-        yk = y.reshape(self.K, B, self.D, T).transpose(2, 3).reshape(self.K, B * T, self.D)
+    def decode(self, y, zc):  # y [K*N, D], zc [N, C, F] (N frames) -> masks [N, S, C, F]
+        N = zc.shape[0]
+        yk = y.reshape(self.K, N, self.D)
         out, k0 = [], 0
         for (w, n), W, b in zip(BAND_GROUPS, self.dec_w, self.dec_b):
-            o = torch.baddbmm(b, yk[k0:k0 + n], W)           # n, B*T, S*C*w
-            out.append(o.reshape(n, B, T, self.S, self.C, w).permute(1, 3, 4, 0, 5, 2).reshape(B, self.S, self.C, n * w, T))
+            o = torch.baddbmm(b, yk[k0:k0 + n], W)           # n, N, S*C*w
+            out.append(o.reshape(n, N, self.S, self.C, w).permute(1, 2, 3, 0, 4).reshape(N, self.S, self.C, n * w))
             k0 += n
-        logits = torch.cat(out, dim=3)
-        logits = logits + self.skip_w[None, :, :, :, None] * zc[:, None] + self.skip_b[None, :, :, :, None]
-        # Softmax over the last axis: onnxruntime's kernel is much faster there than on axis 1.
-        return torch.softmax(logits.permute(0, 2, 3, 4, 1), dim=-1).permute(0, 4, 1, 2, 3)
+        logits = torch.cat(out, dim=3) + self.skip_w * zc[:, None] + self.skip_b
+        # Softmax over the sources spelt out: onnxruntime's Softmax kernel is slow on a 4-long axis.
+        ex = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        return ex / ex.sum(dim=1, keepdim=True)
 
     def mix_bands(self, i, y):  # y [K*B, D, T]
         K = self.K
@@ -274,8 +276,10 @@ class BandSplitNet(nn.Module):
         return out, xp[:, :, -d2:]
 
     def forward(self, mag, frames=None):
-        z = self.normalise(mag)
-        e = self.encode(z)                                         # K*B, D, T
+        B, C, F, T = mag.shape
+        K, D = self.K, self.D
+        z = self.normalise(mag.permute(0, 3, 1, 2).reshape(B * T, C, F))               # B*T, C, F
+        e = self.encode(z).reshape(K * B, T, D).transpose(1, 2)                         # K*B, D, T
         ep = Fn.pad(e, (self.P + self.L, self.L))
         y = Fn.pad(e, (self.L, 0)) + Fn.gelu(self.pw(self.dw(ep)))   # K*B, D, T+L
         for i in range(len(self.dilations)):
@@ -283,40 +287,16 @@ class BandSplitNet(nn.Module):
             if i % 2 == 1:
                 y = self.mix_bands(i // 2, y)
         y = y[:, :, self.L:]
+        z = z.reshape(B, T, C, F)
         if frames is not None:
-            y, z = y[:, :, frames], z[..., frames]
-        return self.decode(y, z)
+            y, z = y[:, :, frames], z[:, frames]
+        Tm = y.shape[2]
+        m = self.decode(y.transpose(1, 2).reshape(K * B * Tm, D), z.reshape(B * Tm, C, F))
+        return m.reshape(B, Tm, self.S, C, F).permute(0, 2, 3, 4, 1)
 
     def state_size(self):
         return ((self.P + self.L) * self.K * self.D + self.L * self.C * self.F
                 + sum(2 * d for d in self.dilations) * self.K * self.D)
-
-    def normalise_frame(self, mag):  # mag [B, C, F, 1] -> z [B, C, F]; `normalise` for one frame
-        z = torch.log1p(mag[..., 0] * self.in_scale)
-        return (z - self.mu) * torch.exp(-self.logsig.clamp(-3.0, 3.0))
-
-    def encode_frame(self, z):  # z [B, C, F] (one frame) -> [K*B, D]; `encode` without the time axis
-        B, C = z.shape[0], z.shape[1]
-        out, f0 = [], 0
-        for (w, n), W, b in zip(BAND_GROUPS, self.enc_w, self.enc_b):
-            x = z[:, :, f0:f0 + w * n].reshape(B, C, n, w).permute(2, 0, 1, 3).reshape(n, B, C * w)
-            out.append(torch.baddbmm(b, x, W))              # n, B, D
-            f0 += w * n
-        e = torch.cat(out, 0).reshape(self.K * B, self.D)
-        return Fn.gelu(rms_norm(e, self.enc_g[:, 0], 1))
-
-    def decode_frame(self, y, zc):  # y [K*B, D], zc [B, C, F] -> masks [B, S, C, F, 1]; `decode` for one frame
-        B = zc.shape[0]
-        yk = y.reshape(self.K, B, self.D)
-        out, k0 = [], 0
-        for (w, n), W, b in zip(BAND_GROUPS, self.dec_w, self.dec_b):
-            o = torch.baddbmm(b, yk[k0:k0 + n], W)           # n, B, S*C*w
-            out.append(o.reshape(n, B, self.S, self.C, w).permute(1, 2, 3, 0, 4).reshape(B, self.S, self.C, n * w))
-            k0 += n
-        logits = torch.cat(out, dim=3) + self.skip_w * zc[:, None] + self.skip_b
-        # Softmax over the sources spelt out: onnxruntime's Softmax kernel is slow on a 4-long axis.
-        ex = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
-        return (ex / ex.sum(dim=1, keepdim=True))[..., None]
 
     def step(self, mag, state):
         """One frame in, the masks of frame m-L out, with the history in `state`. Same function as
@@ -337,8 +317,8 @@ class BandSplitNet(nn.Module):
         # Each history drops its oldest frame and takes the newest: the new state is one Concat of
         # slices of `state` and the new frames, so every number of the state is copied once.
         pieces = [state[:, KBD:n_e]]
-        z = self.normalise_frame(mag)                              # B,C,F
-        e = self.encode_frame(z)                                   # K*B,D
+        z = self.normalise(mag[..., 0])                            # B,C,F
+        e = self.encode(z)                                         # K*B,D
         win = torch.cat([e_hist, e[None]], dim=0)                 # P+L+1,K*B,D
         taps_dw = self.dw.weight[:, 0, :].t()[:, None, :]          # P+L+1,1,D
         dw = (win * taps_dw).sum(dim=0) + self.dw.bias             # K*B,D
@@ -360,7 +340,7 @@ class BandSplitNet(nn.Module):
                 xm = rms_norm(y, self.mix_g[j][:, 0], 1).reshape(K, B * D)
                 y = y + (self.mix[j].weight @ xm + self.mix[j].bias[:, None]).reshape(K * B, D)
         zc = state[:, n_e:n_e + BCF].reshape(B, C, F) if L > 0 else z
-        return self.decode_frame(y, zc), torch.cat(pieces, dim=1)
+        return self.decode(y, zc)[..., None], torch.cat(pieces, dim=1)
 
 
 class ChannelSwapAverage(nn.Module):
