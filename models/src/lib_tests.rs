@@ -357,8 +357,9 @@ fn global_sdr(reference: &[f32], estimate: &[f32]) -> f64 {
     10.0 * (signal / error.max(1e-12)).log10()
 }
 
-#[test]
-fn the_embedded_default_model_separates_a_voice_and_drums_better_than_mixture_over_four() {
+/// Global SDR (dB) of the vocal and drum stems the embedded default model separates from
+/// `voice_and_drums(8.0)` scaled by `gain`, over all but the first second, and of mixture/4.
+fn embedded_model_voice_and_drums_sdr(gain: f32) -> [(&'static str, f64, f64); 2] {
     let loaded = load(&ModelChoice::EmbeddedDefault, &LoadOptions::default()).unwrap();
     let sources = loaded.model.spec().sources.clone();
     let config = demix_dsp::EngineConfig {
@@ -368,6 +369,8 @@ fn the_embedded_default_model_separates_a_voice_and_drums_better_than_mixture_ov
     let mut separator = demix_dsp::Separator::new(loaded.model, config, 44_100, 2).unwrap();
     let latency = separator.latency();
     let (voice, drums) = voice_and_drums(8.0);
+    let voice: Vec<f32> = voice.iter().map(|v| v * gain).collect();
+    let drums: Vec<f32> = drums.iter().map(|d| d * gain).collect();
     let mix: Vec<f32> = voice.iter().zip(&drums).map(|(v, d)| v + d).collect();
     let len = mix.len();
     let mut padded = mix.clone();
@@ -382,15 +385,53 @@ fn the_embedded_default_model_separates_a_voice_and_drums_better_than_mixture_ov
     let quarter: Vec<f32> = mix.iter().map(|x| x / 4.0).collect();
     // Skip the first second: the recurrent state and the context windows start from silence.
     let skip = 44_100;
-    for (name, reference) in [("vocals", &voice), ("drums", &drums)] {
+    [("vocals", &voice), ("drums", &drums)].map(|(name, reference)| {
         let source = sources.iter().position(|s| s == name).unwrap();
         let estimate = &stems[source * 2][latency..latency + len];
         let model = global_sdr(&reference[skip..], &estimate[skip..]);
         let baseline = global_sdr(&reference[skip..], &quarter[skip..]);
+        (name, model, baseline)
+    })
+}
+
+#[test]
+fn the_embedded_default_model_separates_a_voice_and_drums_better_than_mixture_over_four() {
+    for (name, model, baseline) in embedded_model_voice_and_drums_sdr(1.0) {
         eprintln!("{name}: default model {model:.2} dB, mixture/4 {baseline:.2} dB");
         assert!(
             model > baseline + 1.0,
             "{name}: model {model:.2} dB vs mixture/4 {baseline:.2} dB"
         );
+    }
+}
+
+#[test]
+fn the_embedded_default_model_separates_input_beyond_its_level_range_as_at_the_nearer_edge() {
+    // The default model's graph keeps the level its network sees within -44..-17 dBFS RMS
+    // (models/MODEL_CARD.md, "input level"): two levels beyond the same edge give the network the
+    // same input, so the same separation; a level-dependent network gives two different ones.
+    let (voice, drums) = voice_and_drums(8.0);
+    let power = voice
+        .iter()
+        .zip(&drums)
+        .map(|(v, d)| f64::from(v + d).powi(2))
+        .sum::<f64>()
+        / voice.len() as f64;
+    let rms_dbfs = 10.0 * power.log10() as f32;
+    for levels in [[-10.0f32, 0.0], [-52.0, -60.0]] {
+        let [first, second] = levels
+            .map(|dbfs| embedded_model_voice_and_drums_sdr(10f32.powf((dbfs - rms_dbfs) / 20.0)));
+        for ((name, at_first, _), (_, at_second, _)) in first.iter().zip(&second) {
+            eprintln!(
+                "{name}: {at_first:.2} dB at {} dBFS RMS, {at_second:.2} dB at {} dBFS RMS",
+                levels[0], levels[1]
+            );
+            assert!(
+                (at_first - at_second).abs() < 0.1,
+                "{name}: {at_first:.2} dB at {} dBFS RMS, {at_second:.2} dB at {} dBFS RMS",
+                levels[0],
+                levels[1]
+            );
+        }
     }
 }

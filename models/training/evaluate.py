@@ -108,16 +108,19 @@ def run_onnx(path, mag):
     return np.concatenate(res, -1), L
 
 
-def run_torch(ckpt, mag, channel_swap_tta=None):
-    """masks of a checkpoint's full-sequence network; through the channel-swap average unless
-    channel_swap_tta is 0 (None: as export.py ships it)."""
+def run_torch(ckpt, mag, channel_swap_tta=None, input_level=True):
+    """masks of a checkpoint's full-sequence network, wrapped as export.py ships it: through the
+    channel-swap average unless channel_swap_tta is 0 (None: as export.py ships it), and through
+    export.py's input-level normaliser unless input_level is False."""
     import torch
-    from export import CHANNEL_SWAP_TTA
-    from model import ChannelSwapAverage, load_net
+    from export import CHANNEL_SWAP_TTA, INPUT_LEVEL_DBFS, INPUT_LEVEL_TIME_CONSTANT_S
+    from model import ChannelSwapAverage, InputLevelNormaliser, load_net
     torch.set_num_threads(2)
     net, _ = load_net(ckpt)
     if CHANNEL_SWAP_TTA if channel_swap_tta is None else channel_swap_tta:
         net = ChannelSwapAverage(net).eval()
+    if input_level and INPUT_LEVEL_DBFS is not None:
+        net = InputLevelNormaliser(net, *INPUT_LEVEL_DBFS, INPUT_LEVEL_TIME_CONSTANT_S).eval()
     with torch.no_grad():
         # append L zero frames like the streaming flush (the model's lookahead sees zeros at the end)
         mm = torch.from_numpy(mag[None].astype(np.float32))
@@ -204,6 +207,8 @@ def main():
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=None,
                     help="--ckpt: 1 averages the masks of the input and of its channel-swapped copy, 0: one view (default: as export.py ships)")
+    ap.add_argument("--no-input-level", action="store_true",
+                    help="--ckpt: without the input-level normaliser export.py ships")
     ap.add_argument("--dev", default="/work/shared/eval/dev")
     ap.add_argument("--input-gain", type=float, default=1.0,
                     help="scale the magnitudes the network sees (not the mixture its masks apply to): how the model fares at other input levels")
@@ -232,7 +237,7 @@ def main():
         X = analysis(mix, T)  # C,F,T
         mag = (np.abs(X) * a.input_gain).astype(np.float32)
         if a.ckpt:
-            masks, L = run_torch(a.ckpt, mag, a.channel_swap_tta)
+            masks, L = run_torch(a.ckpt, mag, a.channel_swap_tta, not a.no_input_level)
         else:
             masks, L = run_onnx(a.onnx, mag)
         masks = masks.astype(np.float64)

@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import load_net, ChannelSwapAverage, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
+from model import load_net, ChannelSwapAverage, InputLevelNormaliser, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,6 +31,11 @@ STEREO_WIENER_S = 2.3
 # Whether the exported graph averages the masks of the input and of its channel-swapped copy
 # (model.ChannelSwapAverage; chosen on held-out synthetic songs, see MODEL_CARD.md).
 CHANNEL_SWAP_TTA = 1
+# Input-level normaliser of the exported graph (model.InputLevelNormaliser): the range of tracked
+# RMS levels (dBFS) the network's input is kept within (None: no normaliser), and the level
+# tracker's time constant (s).
+INPUT_LEVEL_DBFS = (-44.0, -17.0)
+INPUT_LEVEL_TIME_CONSTANT_S = 4.0
 
 
 def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S):
@@ -116,13 +121,23 @@ def main():
                     help="time constant (s) of the engine's stereo Wiener post-filter the manifest asks for; 0: none")
     ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=CHANNEL_SWAP_TTA,
                     help="1: the graph averages the masks of the input and of its channel-swapped copy (twice the cost); 0: one pass")
+    ap.add_argument("--input-level", type=float, nargs=2, default=INPUT_LEVEL_DBFS, metavar=("LO", "HI"),
+                    help="keep the network's input within this range of tracked RMS levels (dBFS; LO = HI: a fixed target; "
+                         "model.InputLevelNormaliser); default: %s" % (INPUT_LEVEL_DBFS,))
+    ap.add_argument("--no-input-level", action="store_true", help="no input-level normaliser")
+    ap.add_argument("--input-level-time-constant", type=float, default=INPUT_LEVEL_TIME_CONSTANT_S, metavar="S",
+                    help="time constant (s) of the input-level tracker")
     a = ap.parse_args()
+    if a.no_input_level:
+        a.input_level = None
     torch.set_num_threads(2)
     ckpt = a.ckpt or (os.path.join(a.run, "best.pt") if os.path.exists(os.path.join(a.run, "best.pt"))
                       else os.path.join(a.run, "last.pt"))
     net, ck = load_net(ckpt)
     if a.channel_swap_tta:
         net = ChannelSwapAverage(net).eval()
+    if a.input_level is not None:
+        net = InputLevelNormaliser(net, *a.input_level, a.input_level_time_constant).eval()
     S = net.state_size()
     wrap = StepWrapper(net).eval()
     mix0 = torch.rand(1, 2, N_FFT // 2 + 1, 1)
@@ -169,7 +184,8 @@ def main():
     times = cost_per_call_ms(sess, magn, a.bench_calls)
     hop_ms = HOP / SR * 1000
     rep = {"onnx": a.out, "checkpoint": ckpt, "bytes": size, "params": count_params(net), "state_size": S,
-           "channel_swap_tta": a.channel_swap_tta, "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name if clip_name == "noise" else os.path.abspath(clip_name),
+           "channel_swap_tta": a.channel_swap_tta,
+           "input_level_dbfs": a.input_level, "input_level_time_constant_s": a.input_level_time_constant if a.input_level is not None else None, "lookahead_frames": L, "step_vs_full_max_abs_diff": diff, "verify_clip": clip_name if clip_name == "noise" else os.path.abspath(clip_name),
            "verify_frames": T - L, "cost_ms_mean": float(times.mean()), "cost_ms_p50": float(np.percentile(times, 50)),
            "cost_ms_p99": float(np.percentile(times, 99)), "cost_ms_min": float(times.min()), "bench_calls": int(a.bench_calls), "hop_ms": hop_ms,
            "cost_pct_of_hop_mean": float(times.mean() / hop_ms * 100), "cost_pct_of_hop_p99": float(np.percentile(times, 99) / hop_ms * 100),

@@ -12,6 +12,8 @@ Per frame: log1p compression + learned per-bin normalisation -> linear 2050 -> H
 The streaming step keeps all state in one flat tensor [1, S]:
   [ encoded history (P+L) x H | normalised input history L x (2*1025) | GRU hidden layers x H ].
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as Fn
@@ -136,14 +138,16 @@ class Net(nn.Module):
     def state_size(self):
         return (self.P + self.L) * self.H + self.L * self.C * self.F + self.layers * self.H
 
-    def step(self, mag, state):
-        """mag [1, C, F, 1], state [1, S] -> masks [1, S, C, F, 1] of frame m-L, new state."""
+    def step(self, mag, state, tail=()):
+        """mag [1, C, F, 1], state [1, S] -> masks [1, S, C, F, 1] of frame m-L, new state.
+        `state` may run on past state_size() (a wrapper's numbers, not read here); the tensors
+        in `tail` ([1, k] each) end the new state, in the same Concat."""
         H, L, P, C, F = self.H, self.L, self.P, self.C, self.F
         n_e = (P + L) * H
         n_z = L * C * F
         e_hist = state[:, :n_e].reshape(1, P + L, H)
         z_hist = state[:, n_e:n_e + n_z].reshape(1, L, C * F)
-        h = state[:, n_e + n_z:].reshape(self.layers, 1, H)
+        h = state[:, n_e + n_z:n_e + n_z + self.layers * H].reshape(self.layers, 1, H)
         z = self.normalise(mag)  # 1,C,F,1
         zf = z.reshape(1, 1, C * F)
         e = self.encode(z)  # 1,1,H
@@ -158,7 +162,7 @@ class Net(nn.Module):
         zc = z_hist[:, 0:1, :].reshape(1, C, F, 1) if L > 0 else z
         m = self.masks_from(y, zc)
         new_z = torch.cat([z_hist[:, 1:, :], zf], dim=1) if L > 0 else z_hist
-        new_state = torch.cat([win[:, 1:, :].reshape(1, -1), new_z.reshape(1, -1), h2.reshape(1, -1)], dim=1)
+        new_state = torch.cat([win[:, 1:, :].reshape(1, -1), new_z.reshape(1, -1), h2.reshape(1, -1), *tail], dim=1)
         return m, new_state
 
 
@@ -298,7 +302,7 @@ class BandSplitNet(nn.Module):
         return ((self.P + self.L) * self.K * self.D + self.L * self.C * self.F
                 + sum(2 * d for d in self.dilations) * self.K * self.D)
 
-    def step(self, mag, state):
+    def step(self, mag, state, tail=()):
         """One frame in, the masks of frame m-L out, with the history in `state`. Same function as
         `forward` (export.py checks it), written for a one-frame graph: histories are stored
         frame-major ([frames, K, D], so each tap and each shift is a contiguous block), every time
@@ -306,7 +310,9 @@ class BandSplitNet(nn.Module):
         runs few, cheap nodes. mag [B, C, F, 1] may hold B views of the frame, which then share
         every matrix product (masks [B, S, C, F, 1]); state [1, B * state_size()]. State layout:
         [ encoded history (P+L) x K x B x D | normalised input L x (B*2*1025) | per block, its last
-        2*dilation normalised inputs (2*dilation) x K x B x D ]."""
+        2*dilation normalised inputs (2*dilation) x K x B x D ]. `state` may run on past that (a
+        wrapper's numbers, not read here); the tensors in `tail` ([1, k] each) end the new state, in
+        the same Concat, so a wrapper's state costs no extra copy of the network's."""
         K, D, L, P, C, F = self.K, self.D, self.L, self.P, self.C, self.F
         B = mag.shape[0]
         n_e = (P + L) * K * B * D
@@ -340,7 +346,7 @@ class BandSplitNet(nn.Module):
                 xm = rms_norm(y, self.mix_g[j][:, 0], 1).reshape(K, B * D)
                 y = y + (self.mix[j].weight @ xm + self.mix[j].bias[:, None]).reshape(K * B, D)
         zc = state[:, n_e:n_e + BCF].reshape(B, C, F) if L > 0 else z
-        return self.decode(y, zc)[..., None], torch.cat(pieces, dim=1)
+        return self.decode(y, zc)[..., None], torch.cat(pieces + list(tail), dim=1)
 
 
 class ChannelSwapAverage(nn.Module):
@@ -363,9 +369,73 @@ class ChannelSwapAverage(nn.Module):
     def state_size(self):
         return 2 * self.net.state_size()
 
-    def step(self, mag, state):
-        masks, new_state = self.net.step(torch.cat([mag, mag.flip(1)], dim=0), state)
+    def step(self, mag, state, tail=()):
+        masks, new_state = self.net.step(torch.cat([mag, mag.flip(1)], dim=0), state, tail)
         return (masks[0:1] + masks[1:2].flip(2)) / 2, new_state
+
+
+class InputLevelNormaliser(nn.Module):
+    """Export wrapper that keeps a network's input within a level range: the magnitudes the network
+    sees are scaled so that the mixture's tracked RMS level lies between `low_dbfs` and `high_dbfs`
+    (left alone inside the range, brought to its nearer edge outside it; equal edges give a fixed
+    target), while the masks, which are ratios, still apply to the unscaled mixture. The level is a
+    gated one-pole mean of each frame's power (time constant `time_constant_s`; frames below
+    `gate_dbfs` leave it unchanged), bias-corrected so that it is the mean of the frames seen so far
+    until the memory fills; the gain is limited to +/- `max_gain_db`. Two numbers of state (the
+    weighted power sum and its weight, both zero at the start), no lookahead, no added latency."""
+
+    def __init__(self, net, low_dbfs, high_dbfs, time_constant_s, gate_dbfs=-80.0, max_gain_db=40.0):
+        super().__init__()
+        if low_dbfs > high_dbfs:
+            raise ValueError("input level range %g..%g dBFS is empty" % (low_dbfs, high_dbfs))
+        self.net = net
+        self.L = net.L
+        self.low = 10 ** (low_dbfs / 10)
+        self.high = 10 ** (high_dbfs / 10)
+        self.gate = 10 ** (gate_dbfs / 10)
+        self.max_gain = 10 ** (max_gain_db / 20)
+        self.rate = 1 - math.exp(-HOP / (SR * time_constant_s))
+        win = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+        # Parseval for the one-sided spectrum of a periodic-Hann frame: mean square of the signal.
+        self.power_scale = float(2.0 / (N_FFT * (win ** 2).sum()))
+
+    def frame_power(self, mag):
+        """Mean-square signal level of each frame of mag [B, C, F, T], from its magnitudes: [B, T]."""
+        return (mag ** 2).sum(2).mean(1) * self.power_scale
+
+    def update(self, power, acc):
+        """One frame of the level tracker: power [B], acc [B, 2] -> the gain [B] and the new acc.
+        Before any frame above the gate the level counts as `low` (gain 1)."""
+        k = self.rate * (power > self.gate).to(power.dtype)
+        s = acc[:, 0] + k * (power - acc[:, 0])
+        w = acc[:, 1] + k * (1 - acc[:, 1])
+        eps = 1e-9
+        level = (s + self.low * eps) / (w + eps)
+        gain = torch.sqrt(torch.clamp(level, self.low, self.high) / level)
+        return torch.clamp(gain, 1 / self.max_gain, self.max_gain), torch.stack([s, w], dim=1)
+
+    def gains(self, mag):
+        """The gain applied to each frame of mag [B, C, F, T]: [B, T] (zero-initialised tracker)."""
+        power = self.frame_power(mag)
+        acc = torch.zeros(mag.shape[0], 2, dtype=mag.dtype, device=mag.device)
+        out = []
+        for t in range(mag.shape[-1]):
+            g, acc = self.update(power[:, t], acc)
+            out.append(g)
+        return torch.stack(out, dim=1)
+
+    def forward(self, mag, frames=None):
+        return self.net(mag * self.gains(mag)[:, None, None, :], frames)
+
+    def state_size(self):
+        return self.net.state_size() + 2
+
+    def step(self, mag, state):
+        """One frame through the network at the tracked gain. State: [ the network's | level
+        tracker's 2 ]; the network reads its part of `state` in place and appends the tracker's."""
+        n = self.net.state_size()
+        gain, acc = self.update(self.frame_power(mag)[:, 0], state[:, n:n + 2])
+        return self.net.step(mag * gain[:, None, None, None], state, [acc])
 
 
 def build_net(cfg):

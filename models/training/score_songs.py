@@ -5,7 +5,7 @@ asks for (and, beside it, the plain masks). Each song gives one 10-s window star
 random level (peak -18..-1 dBFS, seeded by the song's folder name); global SDR per stem over both
 channels, for stems holding at least 0.1 % of the mixture's energy; the table gives per-stem means
 over songs and their mean. Used to choose between checkpoints on a corpus none of them trained on,
-e.g. the 40 songs of a fresh seed:
+e.g. the 40 songs of a fresh seed (--rms-range scores other input levels):
 
     generate_corpus.py --out work/corpus_s7 --songs 40 --seed 7
     score_songs.py --corpus work/corpus_s7 ../default.onnx work/candidate.onnx
@@ -27,8 +27,10 @@ import soundfile as sf
 import evaluate as ev
 
 
-def window(song, seconds=10.0, start=4.0):
-    """The song's stems [S, 2, N] and mixture [2, N] over the scored window, or None if too short."""
+def window(song, seconds=10.0, start=4.0, rms_range=None):
+    """The song's stems [S, 2, N] and mixture [2, N] over the scored window, or None if too short.
+    Level: a random peak of -18..-1 dBFS (the training range), or with `rms_range` (lo, hi) a
+    random RMS level in that range of dBFS; either seeded by the song's folder name."""
     stems = [sf.read(os.path.join(song, s + ".flac"), dtype="float64", always_2d=True)[0].T for s in ev.SOURCES]
     length = min(x.shape[1] for x in stems)
     i0 = int(start * ev.SR)
@@ -41,7 +43,10 @@ def window(song, seconds=10.0, start=4.0):
     if peak <= 0:
         return None
     seed = zlib.crc32(os.path.basename(os.path.normpath(song)).encode())
-    gain = 10 ** (np.random.RandomState(seed).uniform(-18, -1) / 20) / peak
+    if rms_range is None:
+        gain = 10 ** (np.random.RandomState(seed).uniform(-18, -1) / 20) / peak
+    else:
+        gain = 10 ** (np.random.RandomState(seed).uniform(*rms_range) / 20) / np.sqrt(np.mean(mix ** 2))
     return refs * gain, mix * gain
 
 
@@ -52,6 +57,8 @@ def main():
                     help="also print the table for the songs whose meta.json has KEY set and for the rest (e.g. tracker, other_lead)")
     ap.add_argument("--confusion", action="store_true",
                     help="also print, per model, the mean share of each stem's STFT energy that each mask passes")
+    ap.add_argument("--rms-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="set each window to a random RMS level in LO..HI dBFS instead of a random peak of -18..-1 dBFS")
     ap.add_argument("onnx", nargs="+")
     a = ap.parse_args()
     songs = sorted(d for d in glob.glob(os.path.join(a.corpus, "*")) if os.path.isdir(d) and not d.endswith(".part"))
@@ -63,7 +70,7 @@ def main():
     scores = {(g, p, kind): {s: [] for s in ev.SOURCES} for g in groups for p, _, _ in models for kind in ("engine", "plain")}
     shares = {(p, i): [] for p, _, _ in models for i in range(4)}
     for song in songs:
-        cut = window(song)
+        cut = window(song, rms_range=a.rms_range)
         if cut is None:
             continue
         refs, mix = cut

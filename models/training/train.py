@@ -24,7 +24,8 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import ChannelSwapAverage, build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
+from model import ChannelSwapAverage, InputLevelNormaliser, build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
+from export import INPUT_LEVEL_TIME_CONSTANT_S  # noqa: E402
 
 CTX = N_FFT - HOP  # real audio before a crop, so the first frame has no artificial zeros
 
@@ -259,6 +260,9 @@ def main():
     ap.add_argument("--channel-swap-tta", action="store_true",
                     help="train and validate the masks export.py ships: the mean of the network's masks for the input and, "
                          "swapped back, for its channel-swapped copy (model.ChannelSwapAverage; twice the work per step)")
+    ap.add_argument("--input-level", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="train and validate through an input-level normaliser (model.InputLevelNormaliser: the network's input "
+                         "kept within this range of tracked RMS levels, dBFS); default: none, the network sees the random training levels")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -273,7 +277,8 @@ def main():
     else:
         cfg = {"hidden": a.hidden, "layers": a.layers, "lookahead": a.lookahead}
     run_cfg = {"loss": a.loss, "sdr_eps": a.sdr_eps, "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "frame_stride": a.frame_stride,
-               "source_weights": a.source_weights, "amp": a.amp, "channel_swap_tta": a.channel_swap_tta}
+               "source_weights": a.source_weights, "amp": a.amp, "channel_swap_tta": a.channel_swap_tta,
+               "input_level": a.input_level}
     # On the device before the optimiser exists: a resumed optimiser state follows its parameters.
     net = build_net(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
@@ -293,6 +298,8 @@ def main():
         log("warm start from", a.init)
     log("params", count_params(net), "config", cfg, run_cfg, "device", device)
     shipped = ChannelSwapAverage(net) if a.channel_swap_tta else net  # what the loss and validation see
+    if a.input_level is not None:
+        shipped = InputLevelNormaliser(shipped, *a.input_level, INPUT_LEVEL_TIME_CONSTANT_S)
     cache = Cache(a.corpus, a.cache_songs, rng, device, newest_first=a.cache_order == "newest")
     n_cached, n_train = cache.refresh(0)
     log("cache", n_cached, "of", n_train, "training songs")

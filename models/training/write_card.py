@@ -89,6 +89,10 @@ def main():
         w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s): each source's running spatial covariance (pooled over %d-bin blocks) refines its masks, no added latency (docs/model-contract.md) |" % (wiener_s, BLOCK_BINS))
     if rep.get("channel_swap_tta"):
         w("| test-time augmentation | the graph runs the network on the frame and on its channel-swapped copy as one batch of two and averages the two views' masks (channels swapped back): twice the network's work per hop, same latency (`export.py --channel-swap-tta`, model.ChannelSwapAverage) |")
+    if rep.get("input_level_dbfs") is not None:
+        lo, hi = (("%g" % v).replace("-", "−") for v in rep["input_level_dbfs"])
+        w("| input level | the graph keeps the magnitudes the network sees within a tracked RMS level of %s..%s dBFS (the training mixtures' range): a gated one-pole mean of each frame's power (time constant %g s) is left alone inside the range and brought to its nearer edge outside it (gain within ±40 dB; two numbers of state); the masks apply to the unscaled mixture, so the output level follows the input. No added latency (`export.py --input-level`, model.InputLevelNormaliser) |" % (
+            lo, hi, rep["input_level_time_constant_s"]))
     w("| streaming | stateful, one frame per call, `lookahead_frames` = %d, state `state_in`/`state_out` %s (zero-initialised) |" % (L, man["streaming"]["state"][0]["shape"]))
     w("| latency | STFT %d samples (n_fft − 1) + lookahead %d × %d = %d samples → %d samples = %.1f ms at %d Hz, before the engine's compute slack D·hop and any resampler delay |" % (
         nfft - 1, L, hop, L * hop, nfft - 1 + L * hop, (nfft - 1 + L * hop) / sr * 1000, sr))
@@ -164,7 +168,9 @@ def main():
     w("## Limitations\n")
     w("- Trained briefly on synthetic General-MIDI renderings and synthetic singing only; expect weak separation on real recordings, real voices and genres far from MMA grooves.")
     w("- Masks only (mixture phase); the model cannot undo phase cancellation between sources.")
-    w("- Magnitudes are the engine's unnormalised FFT magnitudes of the periodic-Hann frame; the input level range seen in training is a mixture peak of −18..−0.5 dBFS.")
+    w("- Magnitudes are the engine's unnormalised FFT magnitudes of the periodic-Hann frame; the input level range seen in training is a mixture peak of −18..−0.5 dBFS%s." % (
+        " (%s..%s dBFS RMS on generated songs), which the input-level keeper holds quieter and louder input to; within the range, the separation still depends on the level" % tuple(("%g" % v).replace("-", "−") for v in rep["input_level_dbfs"])
+        if rep.get("input_level_dbfs") is not None else ""))
     if a.notes_file:
         a.notes = open(a.notes_file).read()
     if a.notes:
