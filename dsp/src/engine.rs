@@ -262,7 +262,13 @@ impl Engine {
             .filter(|_| spec.channels == 2 && channels == 2)
             .map(|seconds| {
                 let frames_per_second = f64::from(spec.sample_rate) / hop as f64;
-                StereoWiener::new(sources, spec.bins, seconds, frames_per_second)
+                StereoWiener::new(
+                    sources,
+                    spec.bins,
+                    seconds,
+                    frames_per_second,
+                    spec.stereo_wiener_em_steps,
+                )
             });
         let (spectrum_len, filter_len) = wiener
             .as_ref()

@@ -420,10 +420,11 @@ fn real_time_resynthesis_is_spread_over_the_hop_and_matches_offline() {
     );
 }
 
-/// A stereo mask spec whose model asks for the stereo Wiener post-filter.
+/// A stereo mask spec whose model asks for the stereo Wiener post-filter, with EM steps.
 fn wiener_spec(delay_frames: usize) -> ModelSpec {
     ModelSpec {
         stereo_wiener_s: Some(1.0),
+        stereo_wiener_em_steps: 2,
         ..mask_spec(&SOURCES, 2048, 512, delay_frames)
     }
 }

@@ -60,6 +60,9 @@ pub struct ModelSpec {
     /// Mask models on stereo audio: refine the masks with the stereo Wiener post-filter
     /// ([`crate::wiener`]), its covariances averaged with this time constant in seconds.
     pub stereo_wiener_s: Option<f64>,
+    /// EM steps per frame refining the stereo Wiener filter's source powers (0: none; only with
+    /// `stereo_wiener_s`).
+    pub stereo_wiener_em_steps: usize,
 }
 
 impl ModelSpec {
@@ -129,6 +132,16 @@ impl ModelSpec {
             if self.result != ResultKind::Mask {
                 return Err("the stereo Wiener post-filter needs a mask model".into());
             }
+        }
+        let most = crate::wiener::MAX_EM_STEPS;
+        if self.stereo_wiener_em_steps > most {
+            return Err(format!(
+                "the stereo Wiener filter takes at most {most} EM steps per frame, got {}",
+                self.stereo_wiener_em_steps
+            ));
+        }
+        if self.stereo_wiener_em_steps > 0 && self.stereo_wiener_s.is_none() {
+            return Err("EM steps need the stereo Wiener post-filter".into());
         }
         if self.sample_rate == 0 {
             return Err("sample_rate must be positive".into());

@@ -22,6 +22,7 @@ pub fn mask_spec(sources: &[&str], n_fft: usize, hop: usize, delay_frames: usize
         fallback_source: sources.len() - 1,
         delay_frames,
         stereo_wiener_s: None,
+        stereo_wiener_em_steps: 0,
     }
 }
 

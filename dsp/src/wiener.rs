@@ -9,8 +9,12 @@
 //! constant the manifest gives) and over the bins of a block of [`BLOCK_BINS`] (placement
 //! changes slowly with frequency, and the pooled estimate is steadier); its power is
 //! `v_j = ½(m_jL + m_jR) · ½|x|²`; and its filter is `W_j = v_j R_j (Σ_k v_k R_k)⁻¹`, so that
-//! `ŝ_j = W_j x`. The worker computes it in double precision (the covariance of a source
-//! heard in one place is nearly singular), the audio thread only applies it.
+//! `ŝ_j = W_j x`. With `em_steps` above 0 the powers are then refined by expectation-maximisation,
+//! as in multichannel Wiener filtering: each step takes `v_j` from the estimate's posterior
+//! second moment, `½(|ŝ_j|² + tr(V_j − W_j V_j))` with `V_j = v_j R_j` (over `½ tr R_j`), and
+//! solves the filter again; the covariances `R_j` stay the running ones. The worker computes it in
+//! double precision (the covariance of a source heard in one place is nearly singular), the audio
+//! thread only applies it.
 //! `models/training/evaluate.py` computes the same.
 
 use realfft::num_complex::Complex;
@@ -23,6 +27,9 @@ const LOADING: f64 = 1e-6;
 
 /// Longest time constant a model may ask for, in seconds.
 pub const MAX_TIME_CONSTANT_S: f64 = 600.0;
+
+/// Most EM steps per frame a model may ask for.
+pub const MAX_EM_STEPS: usize = 8;
 
 /// Bins whose statistics pool into one covariance (1.4 kHz at 44.1 kHz with a 2048-point FFT);
 /// the last block holds the bins left over.
@@ -38,6 +45,8 @@ pub struct StereoWiener {
     blocks: usize,
     /// Weight of the past in each one-pole average, per frame.
     smoothing: f64,
+    /// EM refinements of the source powers per frame.
+    em_steps: usize,
     /// Per source and block: running sums over the block's bins of `E|y_L|²`, `E|y_R|²`,
     /// `E[y_L y_R*]`, `E[½|y|²]`.
     left_power: Vec<f64>,
@@ -46,13 +55,21 @@ pub struct StereoWiener {
     power: Vec<f64>,
     /// Per source, for the bin being solved: `v_j / E[½|y_j|²]`.
     gains: Vec<f64>,
+    /// Per source, for the bin being solved: the filter `W_j` (row-major 2 × 2).
+    filters: Vec<[Complex<f64>; 4]>,
 }
 
 impl StereoWiener {
     /// A filter for `sources` sources over the lowest `bins` bins, forgetting the past with
-    /// `time_constant_s` seconds at `frames_per_second` frames a second. Allocates; not
-    /// real-time safe.
-    pub fn new(sources: usize, bins: usize, time_constant_s: f64, frames_per_second: f64) -> Self {
+    /// `time_constant_s` seconds at `frames_per_second` frames a second, refining the source
+    /// powers with `em_steps` EM steps per frame. Allocates; not real-time safe.
+    pub fn new(
+        sources: usize,
+        bins: usize,
+        time_constant_s: f64,
+        frames_per_second: f64,
+        em_steps: usize,
+    ) -> Self {
         let smoothing = (-1.0 / (time_constant_s * frames_per_second)).exp();
         let blocks = bins.div_ceil(BLOCK_BINS);
         let mut wiener = Self {
@@ -60,11 +77,13 @@ impl StereoWiener {
             bins,
             blocks,
             smoothing,
+            em_steps,
             left_power: vec![0.0; sources * blocks],
             right_power: vec![0.0; sources * blocks],
             cross: vec![Complex::default(); sources * blocks],
             power: vec![0.0; sources * blocks],
             gains: vec![0.0; sources],
+            filters: vec![[Complex::default(); 4]; sources],
         };
         wiener.reset();
         wiener
@@ -129,34 +148,66 @@ impl StereoWiener {
             let block = bin / BLOCK_BINS;
             let (xl, xr) = (widen(left[bin]), widen(right[bin]));
             let mix_power = 0.5 * (xl.norm_sqr() + xr.norm_sqr());
-            let (mut c_ll, mut c_rr, mut c_lr) = (0.0, 0.0, Complex::<f64>::default());
             for src in 0..self.sources {
                 let at = src * blocks + block;
-                let gain =
+                self.gains[src] =
                     0.5 * (mask(src, 0, bin) + mask(src, 1, bin)) * mix_power / self.power[at];
-                self.gains[src] = gain;
-                c_ll += gain * self.left_power[at];
-                c_rr += gain * self.right_power[at];
-                c_lr += self.cross[at] * gain;
             }
-            let loading = LOADING * (c_ll + c_rr) + POWER_FLOOR;
-            c_ll += loading;
-            c_rr += loading;
-            let det = c_ll * c_rr - c_lr.norm_sqr();
-            for src in 0..self.sources {
-                let at = src * blocks + block;
-                let scale = self.gains[src] / det;
-                let (a, b, q) = (self.left_power[at], self.right_power[at], self.cross[at]);
-                let entries = [
-                    (q * -c_lr.conj() + a * c_rr) * scale,
-                    (q * c_ll - c_lr * a) * scale,
-                    (q.conj() * c_rr - c_lr.conj() * b) * scale,
-                    (c_lr * -q.conj() + b * c_ll) * scale,
-                ];
-                for (k, w) in entries.into_iter().enumerate() {
+            self.solve(block);
+            for _ in 0..self.em_steps {
+                for src in 0..self.sources {
+                    let at = src * blocks + block;
+                    let gain = self.gains[src];
+                    let v = [
+                        Complex::from(gain * self.left_power[at]),
+                        self.cross[at] * gain,
+                        self.cross[at].conj() * gain,
+                        Complex::from(gain * self.right_power[at]),
+                    ];
+                    let w = &self.filters[src];
+                    let (sl, sr) = (w[0] * xl + w[1] * xr, w[2] * xl + w[3] * xr);
+                    let trace = v[0].re + v[3].re;
+                    let trace_wv = (w[0] * v[0] + w[1] * v[2] + w[2] * v[1] + w[3] * v[3]).re;
+                    let second = sl.norm_sqr() + sr.norm_sqr() + (trace - trace_wv).max(0.0);
+                    self.gains[src] = gain * second / trace.max(POWER_FLOOR);
+                }
+                self.solve(block);
+            }
+            for (src, w) in self.filters.iter().enumerate() {
+                for (k, w) in w.iter().enumerate() {
                     filter[(src * 4 + k) * bins + bin] = Complex::new(w.re as f32, w.im as f32);
                 }
             }
+        }
+    }
+
+    /// Each source's filter `W_j = v_j R_j (Σ_k v_k R_k)⁻¹` for one bin of `block`, from
+    /// `self.gains`, into `self.filters`: `v_j R_j` is the gain times the block's covariance
+    /// sums (the block's size cancels).
+    fn solve(&mut self, block: usize) {
+        let blocks = self.blocks;
+        let (mut c_ll, mut c_rr, mut c_lr) = (0.0, 0.0, Complex::<f64>::default());
+        for src in 0..self.sources {
+            let at = src * blocks + block;
+            let gain = self.gains[src];
+            c_ll += gain * self.left_power[at];
+            c_rr += gain * self.right_power[at];
+            c_lr += self.cross[at] * gain;
+        }
+        let loading = LOADING * (c_ll + c_rr) + POWER_FLOOR;
+        c_ll += loading;
+        c_rr += loading;
+        let det = c_ll * c_rr - c_lr.norm_sqr();
+        for src in 0..self.sources {
+            let at = src * blocks + block;
+            let scale = self.gains[src] / det;
+            let (a, b, q) = (self.left_power[at], self.right_power[at], self.cross[at]);
+            self.filters[src] = [
+                (q * -c_lr.conj() + a * c_rr) * scale,
+                (q * c_ll - c_lr * a) * scale,
+                (q.conj() * c_rr - c_lr.conj() * b) * scale,
+                (c_lr * -q.conj() + b * c_ll) * scale,
+            ];
         }
     }
 }

@@ -35,7 +35,13 @@ fn estimates(
 
 #[test]
 fn estimates_sum_to_the_mix() {
-    let mut wiener = StereoWiener::new(3, BINS, 1.0, 86.0);
+    for em_steps in [0, 2] {
+        estimates_sum_to_the_mix_with(em_steps);
+    }
+}
+
+fn estimates_sum_to_the_mix_with(em_steps: usize) {
+    let mut wiener = StereoWiener::new(3, BINS, 1.0, 86.0, em_steps);
     let mut seed = 7;
     for _ in 0..50 {
         let left: Vec<_> = (0..BINS).map(|_| noise(&mut seed) * 100.0).collect();
@@ -70,7 +76,7 @@ fn estimates_sum_to_the_mix() {
 fn sources_panned_apart_are_separated_by_placement() {
     // Two sources with the same spectrum, one hard left and one hard right: a per-channel mask
     // of ½ each cannot tell them apart, the spatial covariance can.
-    let mut wiener = StereoWiener::new(2, BINS, 0.5, 86.0);
+    let mut wiener = StereoWiener::new(2, BINS, 0.5, 86.0, 0);
     let masks = vec![0.5; 2 * 2 * BINS];
     let mut seed = 3;
     let mut left = vec![Complex::default(); BINS];
@@ -127,7 +133,7 @@ fn sources_panned_apart_are_separated_by_placement() {
 
 #[test]
 fn silence_gives_silence_and_reset_forgets() {
-    let mut wiener = StereoWiener::new(2, BINS, 1.0, 86.0);
+    let mut wiener = StereoWiener::new(2, BINS, 1.0, 86.0, 0);
     let zeros = vec![Complex::default(); BINS];
     let masks = vec![0.5; 2 * 2 * BINS];
     for _ in 0..10_000 {
@@ -136,7 +142,7 @@ fn silence_gives_silence_and_reset_forgets() {
     for lane in estimates(&mut wiener, &zeros, &zeros, &masks) {
         assert!(lane.iter().all(|z| *z == Complex::default()), "{lane:?}");
     }
-    let fresh = StereoWiener::new(2, BINS, 1.0, 86.0);
+    let fresh = StereoWiener::new(2, BINS, 1.0, 86.0, 0);
     let mut seed = 11;
     let left: Vec<_> = (0..BINS).map(|_| noise(&mut seed)).collect();
     let right: Vec<_> = (0..BINS).map(|_| noise(&mut seed)).collect();
@@ -146,5 +152,69 @@ fn silence_gives_silence_and_reset_forgets() {
     assert_eq!(
         estimates(&mut wiener, &left, &right, &masks),
         estimates(&mut again, &left, &right, &masks)
+    );
+}
+
+/// Energy that source 1's estimate takes in a frame where only source 0 plays, after both have
+/// played in turn from their places (source 0 mostly left, source 1 mostly right), with masks of
+/// ½ for both: what the placement alone explains, refined by `em_steps` EM steps.
+fn leak_into_the_silent_source(em_steps: usize) -> (f32, f32) {
+    let mut wiener = StereoWiener::new(2, BINS, 0.5, 86.0, em_steps);
+    let half = vec![0.5; 2 * 2 * BINS];
+    let (mut seed, mut source_seed) = (11, 12);
+    // Each source sits off-centre with a diffuse part (reverb), so its spatial covariance has
+    // full rank and placement alone cannot tell the two apart completely.
+    let mut place = |s: Complex<f32>, toward: usize| {
+        let (near, far, diffuse) = (0.9, 0.3, 0.5);
+        let (a, b) = (
+            s * near + noise(&mut seed) * diffuse * 10.0,
+            s * far + noise(&mut seed) * diffuse * 10.0,
+        );
+        if toward == 0 {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    };
+    // Masks that favour the source playing (0.9 against 0.1), so the covariances learn where
+    // each one sits.
+    let lean = |toward: usize| -> Vec<f32> {
+        (0..2 * 2 * BINS)
+            .map(|at| if at / (2 * BINS) == toward { 0.9 } else { 0.1 })
+            .collect()
+    };
+    let mut left = vec![Complex::default(); BINS];
+    let mut right = vec![Complex::default(); BINS];
+    for frame in 0..200 {
+        for bin in 0..BINS {
+            (left[bin], right[bin]) = place(noise(&mut source_seed) * 10.0, frame % 2);
+        }
+        estimates(&mut wiener, &left, &right, &lean(frame % 2));
+    }
+    for bin in 0..BINS {
+        (left[bin], right[bin]) = place(noise(&mut source_seed) * 10.0, 0);
+    }
+    let est = estimates(&mut wiener, &left, &right, &half);
+    let energy = |v: &[Complex<f32>]| v.iter().map(|z| z.norm_sqr()).sum::<f32>();
+    (
+        energy(&est[2]) + energy(&est[3]),
+        energy(&left) + energy(&right),
+    )
+}
+
+#[test]
+fn em_steps_take_the_power_a_source_placement_cannot_explain_away_from_it() {
+    let (plain, mix) = leak_into_the_silent_source(0);
+    let (refined, _) = leak_into_the_silent_source(2);
+    eprintln!(
+        "silent source's share of the mix: {:.4} without EM, {:.4} with 2 steps",
+        plain / mix,
+        refined / mix
+    );
+    assert!(
+        refined < 0.9 * plain,
+        "silent source's share of the mix: {:.4} without EM, {:.4} with 2 steps",
+        plain / mix,
+        refined / mix
     );
 }

@@ -39,9 +39,10 @@ fn process_never_allocates_at_any_rate_block_size_or_deadline_miss() {
     };
     for rate in [44_100u32, 48_000, 96_000] {
         for channels in [1usize, 2] {
-            // With the stereo Wiener post-filter, which runs on stereo audio.
+            // With the stereo Wiener post-filter (and its EM steps), which runs on stereo audio.
             let spec = ModelSpec {
                 stereo_wiener_s: Some(2.0),
+                stereo_wiener_em_steps: 2,
                 ..mask_spec(&["a", "b", "c", "d"], 2048, 512, 2)
             };
             let model = Stalling(band_split(spec), 0);

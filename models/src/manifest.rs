@@ -23,6 +23,7 @@
 //! | `renormalize_masks` | bool | default `true` |
 //! | `fallback_source` | string? | default: the last source |
 //! | `stereo_wiener.time_constant_s` | float? | stereo mask models: refine the masks with the engine's stereo Wiener post-filter, covariances averaged over this many seconds (0 < t <= 600) |
+//! | `stereo_wiener.em_steps` | int? | EM steps per frame refining the post-filter's source powers (0..=8; default 0) |
 //! | `streaming.style` | string | `stateful` or `windowed` |
 //! | `streaming.lookahead_frames` | int | `L` |
 //! | `streaming.context_frames` | int | windowed only: `T`, with `L + K <= T` |
@@ -97,6 +98,13 @@ pub struct Manifest {
 pub struct StereoWienerSpec {
     /// Time constant of the running spatial covariances, in seconds.
     pub time_constant_s: f64,
+    /// EM steps per frame refining the sources' powers (0, the default: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub em_steps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_true() -> bool {
@@ -373,6 +381,13 @@ impl Manifest {
                 "stereo_wiener.time_constant_s {seconds} must be above 0 and at most {longest}"
             ));
         }
+        let most = demix_dsp::wiener::MAX_EM_STEPS;
+        if wiener.em_steps > most {
+            return fail(format!(
+                "stereo_wiener.em_steps {} must be at most {most}",
+                wiener.em_steps
+            ));
+        }
         if self.channels != 2 {
             return fail("stereo_wiener needs a stereo model (channels 2)");
         }
@@ -580,6 +595,7 @@ impl Manifest {
             fallback_source: self.fallback_index(),
             delay_frames: self.delay_frames(),
             stereo_wiener_s: self.stereo_wiener.as_ref().map(|w| w.time_constant_s),
+            stereo_wiener_em_steps: self.stereo_wiener.as_ref().map_or(0, |w| w.em_steps),
         };
         spec.validate().map_err(ManifestError)?;
         Ok(spec)

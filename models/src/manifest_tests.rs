@@ -354,6 +354,21 @@ fn stereo_wiener_reaches_the_spec_and_its_rules_have_precise_messages() {
     value["stereo_wiener"] = json!({"time_constant_s": 5.8});
     let spec = parse(&value).unwrap().model_spec().unwrap();
     assert_eq!(spec.stereo_wiener_s, Some(5.8));
+    assert_eq!(spec.stereo_wiener_em_steps, 0);
+    value["stereo_wiener"] = json!({"time_constant_s": 2.3, "em_steps": 2});
+    let spec = parse(&value).unwrap().model_spec().unwrap();
+    assert_eq!(
+        (spec.stereo_wiener_s, spec.stereo_wiener_em_steps),
+        (Some(2.3), 2)
+    );
+    assert_error(
+        |v| v["stereo_wiener"] = json!({"time_constant_s": 1.0, "em_steps": 9}),
+        "stereo_wiener.em_steps 9 must be at most 8",
+    );
+    assert_error(
+        |v| v["stereo_wiener"] = json!({"time_constant_s": 1.0, "em_steps": -1}),
+        "integer `-1`, expected usize",
+    );
     assert_eq!(
         parse(&default_json())
             .unwrap()

@@ -130,11 +130,12 @@ def run_torch(ckpt, mag, channel_swap_tta=None, input_level=True):
 POWER_FLOOR, LOADING, BLOCK_BINS = 1e-12, 1e-6, 64
 
 
-def stereo_wiener(masks, X, time_constant_s, residual):
+def stereo_wiener(masks, X, time_constant_s, residual, em_steps=0):
     """The engine's stereo Wiener post-filter (dsp/src/wiener.rs): masks [S, 2, F, T] (sum 1),
     mix X [2, F, T] -> source spectra [S, 2, F, T]; source `residual` gets the mix minus the others.
     Each source's spatial covariance is a one-pole average over frames of its masked image's
-    statistics, pooled over blocks of BLOCK_BINS bins."""
+    statistics, pooled over blocks of BLOCK_BINS bins; `em_steps` EM steps per frame then refine
+    each source's power from its estimate's posterior second moment."""
     S, C, F, T = masks.shape
     past = np.exp(-1.0 / (time_constant_s * SR / HOP))
     new = 1.0 - past
@@ -168,26 +169,50 @@ def stereo_wiener(masks, X, time_constant_s, residual):
         det = c_ll * c_rr - np.abs(c_lr) ** 2
         zl = (xl * c_rr - c_lr * xr) / det
         zr = (xr * c_ll - c_lr.conj() * xl) / det
-        out[:, 0, :, m] = (zl * L + Q * zr) * gain
-        out[:, 1, :, m] = (Q.conj() * zl + zr * R) * gain
+        sl, sr = (zl * L + Q * zr) * gain, (Q.conj() * zl + zr * R) * gain
+        for _ in range(em_steps):
+            # EM: each source's power from its posterior second moment, E|s|^2 = |s_hat|^2 +
+            # tr(V - V C^-1 V) with V = gain * [[L, Q], [Q*, R]]; then the filter again.
+            vl, vr, vq = gain * L, gain * R, gain * Q
+            a11 = (vl * c_rr - vq * c_lr.conj()) / det
+            a12 = (vq * c_ll - vl * c_lr) / det
+            a21 = (vq.conj() * c_rr - vr * c_lr.conj()) / det
+            a22 = (vr * c_ll - vq.conj() * c_lr) / det
+            tr_vcv = (a11 * vl + a12 * vq.conj() + a21 * vq + a22 * vr).real
+            second = np.abs(sl) ** 2 + np.abs(sr) ** 2 + np.maximum(vl + vr - tr_vcv, 0.0)
+            gain = gain * second / np.maximum(vl + vr, POWER_FLOOR)
+            c_ll, c_rr, c_lr = (gain * L).sum(0), (gain * R).sum(0), (gain * Q).sum(0)
+            loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
+            c_ll, c_rr = c_ll + loading, c_rr + loading
+            det = c_ll * c_rr - np.abs(c_lr) ** 2
+            zl = (xl * c_rr - c_lr * xr) / det
+            zr = (xr * c_ll - c_lr.conj() * xl) / det
+            sl, sr = (zl * L + Q * zr) * gain, (Q.conj() * zl + zr * R) * gain
+        out[:, 0, :, m] = sl
+        out[:, 1, :, m] = sr
     others = [s for s in range(S) if s != residual]
     out[residual] = X - out[others].sum(0)
     return out
 
 
-def engine_settings(man, stereo_wiener_s=None):
-    """(post-filter time constant in s, 0 for none; residual source index) of a manifest as the
-    engine reads them; `stereo_wiener_s` overrides the manifest's time constant."""
+def engine_settings(man, stereo_wiener_s=None, em_steps=None):
+    """(post-filter time constant in s, 0 for none; its EM steps per frame; residual source index)
+    of a manifest as the engine reads them; `stereo_wiener_s` and `em_steps` override the
+    manifest's."""
+    wiener = man.get("stereo_wiener", {})
     if stereo_wiener_s is None:
-        stereo_wiener_s = man.get("stereo_wiener", {}).get("time_constant_s", 0.0)
-    return stereo_wiener_s, SOURCES.index(man.get("fallback_source", SOURCES[-1]))
+        stereo_wiener_s = wiener.get("time_constant_s", 0.0)
+    if em_steps is None:
+        em_steps = wiener.get("em_steps", 0)
+    return stereo_wiener_s, em_steps, SOURCES.index(man.get("fallback_source", SOURCES[-1]))
 
 
-def source_spectra(masks, X, stereo_wiener_s, residual):
+def source_spectra(masks, X, stereo_wiener_s, residual, em_steps=0):
     """The engine's source spectra [S, 2, F, T] from renormalised masks and the mix X: the stereo
-    Wiener post-filter when `stereo_wiener_s` > 0, else the masks applied as they are."""
+    Wiener post-filter (with `em_steps` EM refinements per frame) when `stereo_wiener_s` > 0, else
+    the masks applied as they are."""
     if stereo_wiener_s > 0:
-        return stereo_wiener(masks, X, stereo_wiener_s, residual)
+        return stereo_wiener(masks, X, stereo_wiener_s, residual, em_steps)
     return masks * X[None]
 
 
@@ -217,12 +242,14 @@ def main():
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--stereo-wiener", type=float, default=None,
                     help="time constant (s) of the stereo Wiener post-filter; default: the ONNX manifest's (none with --ckpt); 0: off")
+    ap.add_argument("--em-steps", type=int, default=None,
+                    help="EM steps per frame of the stereo Wiener post-filter; default: the ONNX manifest's (0 with --ckpt)")
     ap.add_argument("--confusion", action="store_true",
                     help="also print, per clip, the share of each reference stem's STFT energy that each mask passes")
     a = ap.parse_args()
     info = json.load(open(os.path.join(a.dev, "clips.json")))
-    wiener_s, residual = engine_settings({} if a.ckpt else manifest_of(a.onnx), a.stereo_wiener)
-    print("stereo Wiener post-filter: %s" % ("%g s" % wiener_s if wiener_s > 0 else "off"), file=sys.stderr)
+    wiener_s, em_steps, residual = engine_settings({} if a.ckpt else manifest_of(a.onnx), a.stereo_wiener, a.em_steps)
+    print("stereo Wiener post-filter: %s" % ("%g s, %d EM steps" % (wiener_s, em_steps) if wiener_s > 0 else "off"), file=sys.stderr)
     rows = {"model": {s: [] for s in SOURCES}, "mixture/4": {s: [] for s in SOURCES}, "oracle IRM": {s: [] for s in SOURCES}}
     per_clip = {}
     for clip in info["clips"]:
@@ -242,7 +269,7 @@ def main():
             masks, L = run_onnx(a.onnx, mag)
         masks = masks.astype(np.float64)
         masks = masks / np.maximum(masks.sum(0, keepdims=True), 1e-8)
-        est = synthesis(source_spectra(masks, X, wiener_s, residual), N)
+        est = synthesis(source_spectra(masks, X, wiener_s, residual, em_steps), N)
         ests = {"model": est, "mixture/4": np.stack([mix / 4] * 4)}
         if not a.no_baselines or a.confusion:
             R = analysis(refs.reshape(-1, N), T).reshape(4, 2, NB, T)
@@ -281,7 +308,7 @@ def main():
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"table": table, "per_clip": per_clip, "model": a.ckpt or a.onnx, "stereo_wiener_s": wiener_s}, f, indent=1)
+            json.dump({"table": table, "per_clip": per_clip, "model": a.ckpt or a.onnx, "stereo_wiener_s": wiener_s, "stereo_wiener_em_steps": em_steps}, f, indent=1)
 
 
 if __name__ == "__main__":

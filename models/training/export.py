@@ -28,6 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Time constant of the engine's stereo Wiener post-filter that the manifest asks for (seconds;
 # chosen on held-out synthetic songs, see MODEL_CARD.md).
 STEREO_WIENER_S = 2.3
+# EM steps per frame of that post-filter (0: none; chosen on held-out synthetic songs).
+STEREO_WIENER_EM_STEPS = 2
 # Whether the exported graph averages the masks of the input and of its channel-swapped copy
 # (model.ChannelSwapAverage; chosen on held-out synthetic songs, see MODEL_CARD.md).
 CHANNEL_SWAP_TTA = 1
@@ -38,7 +40,7 @@ INPUT_LEVEL_DBFS = (-44.0, -17.0)
 INPUT_LEVEL_TIME_CONSTANT_S = 4.0
 
 
-def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S):
+def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S, em_steps=STEREO_WIENER_EM_STEPS):
     man = {
         "format_version": 1,
         "name": name,
@@ -60,6 +62,8 @@ def manifest(net, name="demix-default", stereo_wiener_s=STEREO_WIENER_S):
     }
     if stereo_wiener_s > 0:
         man["stereo_wiener"] = {"time_constant_s": stereo_wiener_s}
+        if em_steps > 0:
+            man["stereo_wiener"]["em_steps"] = em_steps
     return man
 
 
@@ -119,6 +123,8 @@ def main():
     ap.add_argument("--bench-calls", type=int, default=3000)
     ap.add_argument("--stereo-wiener", type=float, default=STEREO_WIENER_S,
                     help="time constant (s) of the engine's stereo Wiener post-filter the manifest asks for; 0: none")
+    ap.add_argument("--stereo-wiener-em-steps", type=int, default=STEREO_WIENER_EM_STEPS,
+                    help="EM steps per frame of that post-filter (0: none)")
     ap.add_argument("--channel-swap-tta", type=int, choices=(0, 1), default=CHANNEL_SWAP_TTA,
                     help="1: the graph averages the masks of the input and of its channel-swapped copy (twice the cost); 0: one pass")
     ap.add_argument("--input-level", type=float, nargs=2, default=INPUT_LEVEL_DBFS, metavar=("LO", "HI"),
@@ -148,7 +154,7 @@ def main():
                       output_names=["masks", "state_out"], do_constant_folding=True)
     import onnx
     m = onnx.load(tmp)
-    man = manifest(net, stereo_wiener_s=a.stereo_wiener)
+    man = manifest(net, stereo_wiener_s=a.stereo_wiener, em_steps=a.stereo_wiener_em_steps)
     del m.metadata_props[:]
     p = m.metadata_props.add()
     p.key = "demix.manifest"

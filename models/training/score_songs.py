@@ -59,6 +59,8 @@ def main():
                     help="also print, per model, the mean share of each stem's STFT energy that each mask passes")
     ap.add_argument("--rms-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                     help="set each window to a random RMS level in LO..HI dBFS instead of a random peak of -18..-1 dBFS")
+    ap.add_argument("--em-steps", type=int, nargs="*", default=[], metavar="K",
+                    help="also score the stereo Wiener post-filter with K EM steps per frame (one table row per K)")
     ap.add_argument("onnx", nargs="+")
     a = ap.parse_args()
     songs = sorted(d for d in glob.glob(os.path.join(a.corpus, "*")) if os.path.isdir(d) and not d.endswith(".part"))
@@ -67,8 +69,9 @@ def main():
         models.append((path,) + ev.engine_settings(ev.manifest_of(path)))
     groups = ["all"] + (["with " + a.split, "without " + a.split] if a.split else [])
     n_songs = {g: 0 for g in groups}
-    scores = {(g, p, kind): {s: [] for s in ev.SOURCES} for g in groups for p, _, _ in models for kind in ("engine", "plain")}
-    shares = {(p, i): [] for p, _, _ in models for i in range(4)}
+    kinds = ["engine", "plain"] + ["em%d" % k for k in a.em_steps]
+    scores = {(g, p, kind): {s: [] for s in ev.SOURCES} for g in groups for p, *_ in models for kind in kinds}
+    shares = {(p, i): [] for p, *_ in models for i in range(4)}
     for song in songs:
         cut = window(song, rms_range=a.rms_range)
         if cut is None:
@@ -85,12 +88,14 @@ def main():
         X = ev.analysis(mix, T)
         audible = [np.sum(refs[i] ** 2) > 1e-3 * np.sum(mix ** 2) for i in range(4)]
         energy = np.abs(ev.analysis(refs.reshape(-1, n), T).reshape(4, 2, -1, T)) ** 2 if a.confusion else None
-        for path, wiener_s, residual in models:
+        for path, wiener_s, em_steps, residual in models:
             masks, _ = ev.run_onnx(path, np.abs(X).astype(np.float32))
             masks = masks.astype(np.float64)
             masks /= np.maximum(masks.sum(0, keepdims=True), 1e-8)
-            for kind, Y in (("engine", ev.source_spectra(masks, X, wiener_s, residual)),
-                            ("plain", ev.source_spectra(masks, X, 0.0, residual))):
+            spectra = [("engine", ev.source_spectra(masks, X, wiener_s, residual, em_steps)),
+                       ("plain", ev.source_spectra(masks, X, 0.0, residual))]
+            spectra += [("em%d" % k, ev.source_spectra(masks, X, wiener_s, residual, k)) for k in a.em_steps]
+            for kind, Y in spectra:
                 est = ev.synthesis(Y, n)
                 for i, s in enumerate(ev.SOURCES):
                     if audible[i]:
@@ -106,15 +111,18 @@ def main():
             print("\nSongs %s (%d):" % (g, n_songs[g]))
         print("| model | vocals | drums | bass | other | mean (as the engine runs it) | mean (plain masks) |")
         print("|---|---|---|---|---|---|---|")
-        for path, _, _ in models:
+        for path, *_ in models:
             per = [float(np.mean(scores[(g, path, "engine")][s])) for s in ev.SOURCES]
             plain = float(np.mean([np.mean(scores[(g, path, "plain")][s]) for s in ev.SOURCES]))
             print("| %s | %s | %.2f | %.2f |" % (path, " | ".join("%.2f" % v for v in per), np.mean(per), plain))
+            for k in a.em_steps:
+                per = [float(np.mean(scores[(g, path, "em%d" % k)][s])) for s in ev.SOURCES]
+                print("| %s, post-filter with %d EM step(s) | %s | %.2f | |" % (path, k, " | ".join("%.2f" % v for v in per), np.mean(per)))
     if a.confusion:
         print("\nShare of each stem's STFT energy that each mask passes (mean over songs where the stem is audible):")
         print("| model | stem | %s |" % " | ".join(s + " mask" for s in ev.SOURCES))
         print("|---|---|---|---|---|---|")
-        for path, _, _ in models:
+        for path, *_ in models:
             for i, s in enumerate(ev.SOURCES):
                 print("| %s | %s | %s |" % (path, s, " | ".join("%.3f" % v for v in np.mean(shares[(path, i)], axis=0))))
 

@@ -86,7 +86,10 @@ def main():
     w("| output | masks [1, 4, 2, 1025, 1], softmax over sources (sum 1; `renormalize_masks` true) |")
     wiener_s = man.get("stereo_wiener", {}).get("time_constant_s")
     if wiener_s:
-        w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s): each source's running spatial covariance (pooled over %d-bin blocks) refines its masks, no added latency (docs/model-contract.md) |" % (wiener_s, BLOCK_BINS))
+        em_steps = man["stereo_wiener"].get("em_steps", 0)
+        w("| engine post-filter | stereo Wiener filter (manifest `stereo_wiener`, time constant %g s%s): each source's running spatial covariance (pooled over %d-bin blocks) refines its masks%s, no added latency (docs/model-contract.md) |" % (
+            wiener_s, ", `em_steps` %d" % em_steps if em_steps else "", BLOCK_BINS,
+            ", and %d EM step%s per frame refine each source's power from its estimate" % (em_steps, "s" if em_steps > 1 else "") if em_steps else ""))
     if rep.get("channel_swap_tta"):
         w("| test-time augmentation | the graph runs the network on the frame and on its channel-swapped copy as one batch of two and averages the two views' masks (channels swapped back): twice the network's work per hop, same latency (`export.py --channel-swap-tta`, model.ChannelSwapAverage) |")
     if rep.get("input_level_dbfs") is not None:
@@ -104,7 +107,7 @@ def main():
     w("Cost was measured by `export.py` on the 2-core build machine, a shared VM whose timings vary from run to run (repeated runs of the same file there differ by up to about 2×); the notes below give back-to-back comparisons.\n")
     w("## Evaluation (dev set, `/work/shared/eval/dev`, 6 clips × 10 s)\n")
     w("Global SDR in dB (per stem over both channels, non-silent references only; mean over clips; overall = mean of the stem means), computed by `models/training/evaluate.py`, which runs the ONNX step graph frame by frame in onnxruntime exactly like the engine (periodic Hann analysis, masks renormalised, dual-window overlap-add, latency trimmed%s).\n" % (
-        ", the stereo Wiener post-filter as the manifest asks" if ev.get("stereo_wiener_s") else ""))
+        (", the stereo Wiener post-filter as the manifest asks" + (" with its %d EM steps per frame" % ev["stereo_wiener_em_steps"] if ev.get("stereo_wiener_em_steps") else "")) if ev.get("stereo_wiener_s") else ""))
     w("| | vocals | drums | bass | other | overall |\n|---|---|---|---|---|---|")
     for name in ["model", "mixture/4", "oracle IRM"]:
         if name in t:

@@ -83,7 +83,8 @@ fn print_model(loaded: &LoadedModel, slack: usize) {
     if let Some(seconds) = spec.stereo_wiener_s {
         println!(
             "Post-filter:  stereo Wiener filter on stereo input (spatial covariances over \
-             {seconds} s); none on mono input"
+             {seconds} s, {} EM steps per frame); none on mono input",
+            spec.stereo_wiener_em_steps
         );
     }
     println!(
