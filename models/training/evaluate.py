@@ -130,6 +130,18 @@ def run_torch(ckpt, mag, channel_swap_tta=None, input_level=True):
 POWER_FLOOR, LOADING, BLOCK_BINS = 1e-12, 1e-6, 64
 
 
+def wiener_filters(gain, L, R, Q):
+    """Each source's 2 x 2 filter W_j = V_j (sum_k V_k + loading)^-1 with V_j = gain_j [[L_j, Q_j],
+    [Q_j*, R_j]] (all [S, F]): its entries (w11, w12, w21, w22), each [S, F]."""
+    c_ll, c_rr, c_lr = (gain * L).sum(0), (gain * R).sum(0), (gain * Q).sum(0)
+    loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
+    c_ll, c_rr = c_ll + loading, c_rr + loading
+    det = c_ll * c_rr - np.abs(c_lr) ** 2
+    vl, vr, vq = gain * L, gain * R, gain * Q
+    return ((vl * c_rr - vq * c_lr.conj()) / det, (vq * c_ll - vl * c_lr) / det,
+            (vq.conj() * c_rr - vr * c_lr.conj()) / det, (vr * c_ll - vq.conj() * c_lr) / det)
+
+
 def stereo_wiener(masks, X, time_constant_s, residual, em_steps=0):
     """The engine's stereo Wiener post-filter (dsp/src/wiener.rs): masks [S, 2, F, T] (sum 1),
     mix X [2, F, T] -> source spectra [S, 2, F, T]; source `residual` gets the mix minus the others.
@@ -163,33 +175,18 @@ def stereo_wiener(masks, X, time_constant_s, residual, em_steps=0):
         # per bin, its block's sums (the block's size cancels in v_j R_j)
         L, R, Q, P = (v[:, block] for v in (lp, rp, cross, pw))
         gain = 0.5 * (ml + mr) * (0.5 * (np.abs(xl) ** 2 + np.abs(xr) ** 2)) / P
-        c_ll, c_rr, c_lr = (gain * L).sum(0), (gain * R).sum(0), (gain * Q).sum(0)
-        loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
-        c_ll, c_rr = c_ll + loading, c_rr + loading
-        det = c_ll * c_rr - np.abs(c_lr) ** 2
-        zl = (xl * c_rr - c_lr * xr) / det
-        zr = (xr * c_ll - c_lr.conj() * xl) / det
-        sl, sr = (zl * L + Q * zr) * gain, (Q.conj() * zl + zr * R) * gain
+        w = wiener_filters(gain, L, R, Q)
         for _ in range(em_steps):
             # EM: each source's power from its posterior second moment, E|s|^2 = |s_hat|^2 +
-            # tr(V - V C^-1 V) with V = gain * [[L, Q], [Q*, R]]; then the filter again.
+            # tr(V - W V) with V = gain * [[L, Q], [Q*, R]]; then the filters again.
+            sl, sr = w[0] * xl + w[1] * xr, w[2] * xl + w[3] * xr
             vl, vr, vq = gain * L, gain * R, gain * Q
-            a11 = (vl * c_rr - vq * c_lr.conj()) / det
-            a12 = (vq * c_ll - vl * c_lr) / det
-            a21 = (vq.conj() * c_rr - vr * c_lr.conj()) / det
-            a22 = (vr * c_ll - vq.conj() * c_lr) / det
-            tr_vcv = (a11 * vl + a12 * vq.conj() + a21 * vq + a22 * vr).real
-            second = np.abs(sl) ** 2 + np.abs(sr) ** 2 + np.maximum(vl + vr - tr_vcv, 0.0)
+            tr_wv = (w[0] * vl + w[1] * vq.conj() + w[2] * vq + w[3] * vr).real
+            second = np.abs(sl) ** 2 + np.abs(sr) ** 2 + np.maximum(vl + vr - tr_wv, 0.0)
             gain = gain * second / np.maximum(vl + vr, POWER_FLOOR)
-            c_ll, c_rr, c_lr = (gain * L).sum(0), (gain * R).sum(0), (gain * Q).sum(0)
-            loading = LOADING * (c_ll + c_rr) + POWER_FLOOR
-            c_ll, c_rr = c_ll + loading, c_rr + loading
-            det = c_ll * c_rr - np.abs(c_lr) ** 2
-            zl = (xl * c_rr - c_lr * xr) / det
-            zr = (xr * c_ll - c_lr.conj() * xl) / det
-            sl, sr = (zl * L + Q * zr) * gain, (Q.conj() * zl + zr * R) * gain
-        out[:, 0, :, m] = sl
-        out[:, 1, :, m] = sr
+            w = wiener_filters(gain, L, R, Q)
+        out[:, 0, :, m] = w[0] * xl + w[1] * xr
+        out[:, 1, :, m] = w[2] * xl + w[3] * xr
     others = [s for s in range(S) if s != residual]
     out[residual] = X - out[others].sum(0)
     return out
