@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # chosen on held-out synthetic songs, see MODEL_CARD.md).
 STEREO_WIENER_S = 2.3
 # EM steps per frame of that post-filter (0: none; chosen on held-out synthetic songs).
-STEREO_WIENER_EM_STEPS = 2
+STEREO_WIENER_EM_STEPS = 3
 # Whether the exported graph averages the masks of the input and of its channel-swapped copy
 # (model.ChannelSwapAverage; chosen on held-out synthetic songs, see MODEL_CARD.md).
 CHANNEL_SWAP_TTA = 1
