@@ -157,17 +157,13 @@ impl StereoWiener {
             for _ in 0..self.em_steps {
                 for src in 0..self.sources {
                     let at = src * blocks + block;
+                    // V_j = gain · [[a, q], [q*, b]] from the block's sums.
                     let gain = self.gains[src];
-                    let v = [
-                        Complex::from(gain * self.left_power[at]),
-                        self.cross[at] * gain,
-                        self.cross[at].conj() * gain,
-                        Complex::from(gain * self.right_power[at]),
-                    ];
+                    let (a, b, q) = (self.left_power[at], self.right_power[at], self.cross[at]);
                     let w = &self.filters[src];
                     let (sl, sr) = (w[0] * xl + w[1] * xr, w[2] * xl + w[3] * xr);
-                    let trace = v[0].re + v[3].re;
-                    let trace_wv = (w[0] * v[0] + w[1] * v[2] + w[2] * v[1] + w[3] * v[3]).re;
+                    let trace = gain * (a + b);
+                    let trace_wv = gain * (w[0] * a + w[1] * q.conj() + w[2] * q + w[3] * b).re;
                     let second = sl.norm_sqr() + sr.norm_sqr() + (trace - trace_wv).max(0.0);
                     self.gains[src] = gain * second / trace.max(POWER_FLOOR);
                 }

@@ -114,13 +114,11 @@ def run_torch(ckpt, mag, channel_swap_tta=None, input_level=True):
     export.py's input-level normaliser unless input_level is False."""
     import torch
     from export import CHANNEL_SWAP_TTA, INPUT_LEVEL_DBFS, INPUT_LEVEL_TIME_CONSTANT_S
-    from model import ChannelSwapAverage, InputLevelNormaliser, load_net
+    from model import load_net, shipped_net
     torch.set_num_threads(2)
     net, _ = load_net(ckpt)
-    if CHANNEL_SWAP_TTA if channel_swap_tta is None else channel_swap_tta:
-        net = ChannelSwapAverage(net).eval()
-    if input_level and INPUT_LEVEL_DBFS is not None:
-        net = InputLevelNormaliser(net, *INPUT_LEVEL_DBFS, INPUT_LEVEL_TIME_CONSTANT_S).eval()
+    net = shipped_net(net, CHANNEL_SWAP_TTA if channel_swap_tta is None else channel_swap_tta,
+                      INPUT_LEVEL_DBFS if input_level else None, INPUT_LEVEL_TIME_CONSTANT_S).eval()
     with torch.no_grad():
         # append L zero frames like the streaming flush (the model's lookahead sees zeros at the end)
         mm = torch.from_numpy(mag[None].astype(np.float32))

@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import load_net, ChannelSwapAverage, InputLevelNormaliser, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
+from model import load_net, shipped_net, StepWrapper, engine_stft, count_params, SOURCES, SR, N_FFT, HOP  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -140,10 +140,7 @@ def main():
     ckpt = a.ckpt or (os.path.join(a.run, "best.pt") if os.path.exists(os.path.join(a.run, "best.pt"))
                       else os.path.join(a.run, "last.pt"))
     net, ck = load_net(ckpt)
-    if a.channel_swap_tta:
-        net = ChannelSwapAverage(net).eval()
-    if a.input_level is not None:
-        net = InputLevelNormaliser(net, *a.input_level, a.input_level_time_constant).eval()
+    net = shipped_net(net, a.channel_swap_tta, a.input_level, a.input_level_time_constant).eval()
     S = net.state_size()
     wrap = StepWrapper(net).eval()
     mix0 = torch.rand(1, 2, N_FFT // 2 + 1, 1)

@@ -438,6 +438,17 @@ class InputLevelNormaliser(nn.Module):
         return self.net.step(mag * gain[:, None, None, None], state, [acc])
 
 
+def shipped_net(net, channel_swap_tta, input_level, input_level_time_constant_s):
+    """`net` wrapped as export.py ships it: through the channel-swap average when
+    `channel_swap_tta`, then through the input-level normaliser for the (low, high) dBFS range
+    `input_level` unless it is None. Used by export.py, evaluate.py --ckpt and train.py."""
+    if channel_swap_tta:
+        net = ChannelSwapAverage(net)
+    if input_level is not None:
+        net = InputLevelNormaliser(net, *input_level, input_level_time_constant_s)
+    return net
+
+
 def build_net(cfg):
     """The network a checkpoint's config describes (`arch` "bandsplit", else the full-spectrum Net)."""
     cfg = dict(cfg)

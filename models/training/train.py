@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import ChannelSwapAverage, InputLevelNormaliser, build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
+from model import shipped_net, build_net, engine_stft, count_params, SOURCES, N_FFT, HOP, SR  # noqa: E402
 from export import INPUT_LEVEL_TIME_CONSTANT_S  # noqa: E402
 
 CTX = N_FFT - HOP  # real audio before a crop, so the first frame has no artificial zeros
@@ -297,9 +297,8 @@ def main():
         net.load_state_dict(ck["model"])
         log("warm start from", a.init)
     log("params", count_params(net), "config", cfg, run_cfg, "device", device)
-    shipped = ChannelSwapAverage(net) if a.channel_swap_tta else net  # what the loss and validation see
-    if a.input_level is not None:
-        shipped = InputLevelNormaliser(shipped, *a.input_level, INPUT_LEVEL_TIME_CONSTANT_S)
+    # What the loss and validation see.
+    shipped = shipped_net(net, a.channel_swap_tta, a.input_level, INPUT_LEVEL_TIME_CONSTANT_S)
     cache = Cache(a.corpus, a.cache_songs, rng, device, newest_first=a.cache_order == "newest")
     n_cached, n_train = cache.refresh(0)
     log("cache", n_cached, "of", n_train, "training songs")
