@@ -22,7 +22,8 @@ plus meta.json.  Sources (all from Debian/PyPI packages; nothing from the evalua
   / volume slides, hard-panned channels, the drums through the lo-fi sampler; --no-synth turns all
   of these off;
 * vocals: a procedural formant singing synthesizer (band-limited glottal pulse train, spectral
-  tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals,
+  tilt, cascaded vowel formants with trajectories, consonant noise bursts/plosives/nasals (noise
+  level drawn per singer),
   vibrato, jitter, shimmer, glides, breaths, random singer register/formant scale; the melody is
   centred low (MIDI 50-57) for 40 % of songs, mid for 20 %, high for 40 %), optional
   pysinsy singing (when the `pysinsy` module is importable) varied with pyworld, and "sung speech":
@@ -495,6 +496,13 @@ LIQUID_F = {"m": [250, 1100, 2200, 3300, 4200], "n": [250, 1500, 2500, 3300, 420
             "w": [300, 700, 2200, 3300, 4200], "y": [260, 2200, 3000, 3500, 4400]}
 
 
+# Level of the formant singer's fricative and stop noise (log-uniform range). At 1..4 the voice
+# keeps 4-8 kHz at about -25..-14 dB of its energy and 8-16 kHz at -31..-19 dB, the range of sung
+# voices; the fixed 12 used before put -7 / -11 dB there, brighter than any singer, so the
+# vocal stems of a third of the songs taught that vocals own much of the top octaves.
+CONSONANT_NOISE_GAIN = (1.0, 4.0)
+
+
 def smooth(x, n):
     if n <= 1:
         return x
@@ -542,6 +550,7 @@ def synth_voice(notes, dur, rng, singer=None):
     jitter = singer.get("jitter", rng.uniform(0.02, 0.25))      # semitones
     glide = singer.get("glide", rng.uniform(0.02, 0.12))
     bw_scale = singer.get("bw", rng.uniform(0.7, 1.6))
+    consonant_gain = singer.get("consonant_gain", float(np.exp(rng.uniform(*np.log(CONSONANT_NOISE_GAIN)))))
     n = int(dur * SR)
     hop = 256
     nfr = n // hop + 2
@@ -680,7 +689,7 @@ def synth_voice(notes, dur, rng, singer=None):
     H *= np.minimum(1.0, f[:, None] / 80.0)  # remove DC rumble
     Hn = np.exp(-0.5 * ((f[:, None] - noise_fc[fr_idx][None, :]) / (noise_bw[fr_idx][None, :] / 2)) ** 2)
     Hn *= noise_amp[fr_idx][None, :]
-    Y = Zv * H + Zn * H * 0.5 + Zc * Hn * 12
+    Y = Zv * H + Zn * H * 0.5 + Zc * Hn * consonant_gain
     with warnings.catch_warnings():
         # scipy warns that the window sum near the ends is ~0 ("NOLA"); those samples are cut off
         warnings.filterwarnings("ignore", message="NOLA condition failed")
