@@ -11,10 +11,12 @@ e.g. the 40 songs of a fresh seed (--rms-range scores other input levels):
     score_songs.py --corpus work/corpus_s7 ../default.onnx work/candidate.onnx
 
 --split KEY adds one table for the songs whose meta.json sets KEY (e.g. tracker, other_lead) and
-one for the rest; --confusion adds, per model, the share of each stem's energy each mask passes
+one for the rest; --group-by KEY one table per value of KEY (e.g. vocals: the lead singer's kind;
+vocal_register), in the order first met; --confusion adds, per model, the share of each stem's energy each mask passes
 (how much of "other" the vocal mask takes, say).
 """
 import argparse
+import collections
 import glob
 import json
 import os
@@ -53,6 +55,8 @@ def window(song, seconds=10.0, start=4.0, rms_range=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", required=True, help="folder of generated songs (every song is scored)")
+    ap.add_argument("--group-by", default=None, metavar="KEY",
+                    help="also print one table per value of KEY in the songs' meta.json (e.g. vocals, vocal_register)")
     ap.add_argument("--split", default=None, metavar="KEY",
                     help="also print the table for the songs whose meta.json has KEY set and for the rest (e.g. tracker, other_lead)")
     ap.add_argument("--confusion", action="store_true",
@@ -68,9 +72,9 @@ def main():
     for path in a.onnx:
         models.append((path,) + ev.engine_settings(ev.manifest_of(path)))
     groups = ["all"] + (["with " + a.split, "without " + a.split] if a.split else [])
-    n_songs = {g: 0 for g in groups}
+    n_songs = collections.Counter()
     kinds = ["engine", "plain"] + ["em%d" % k for k in a.em_steps]
-    scores = {(g, p, kind): {s: [] for s in ev.SOURCES} for g in groups for p, *_ in models for kind in kinds}
+    scores = collections.defaultdict(lambda: {s: [] for s in ev.SOURCES})
     shares = {(p, i): [] for p, *_ in models for i in range(4)}
     for song in songs:
         cut = window(song, rms_range=a.rms_range)
@@ -78,9 +82,16 @@ def main():
             continue
         refs, mix = cut
         song_groups = ["all"]
-        if a.split:
+        if a.split or a.group_by:
             with open(os.path.join(song, "meta.json")) as f:
-                song_groups.append(groups[1] if json.load(f).get(a.split) else groups[2])
+                meta = json.load(f)
+            if a.split:
+                song_groups.append(groups[1] if meta.get(a.split) else groups[2])
+            if a.group_by:
+                group = "%s = %s" % (a.group_by, meta.get(a.group_by))
+                if group not in groups:
+                    groups.append(group)
+                song_groups.append(group)
         for g in song_groups:
             n_songs[g] += 1
         n = mix.shape[1]
