@@ -498,8 +498,8 @@ LIQUID_F = {"m": [250, 1100, 2200, 3300, 4200], "n": [250, 1500, 2500, 3300, 420
 
 # Level of the formant singer's fricative and stop noise (log-uniform range). At 1..4 the voice
 # keeps 4-8 kHz at about -25..-14 dB of its energy and 8-16 kHz at -31..-19 dB, the range of sung
-# voices; the fixed 12 used before put -7 / -11 dB there, brighter than any singer, so the
-# vocal stems of a third of the songs taught that vocals own much of the top octaves.
+# voices; the fixed 12 used before put -7 / -11 dB there, brighter than any singer (a third of
+# the songs have a formant lead, and most doubles are formant voices).
 CONSONANT_NOISE_GAIN = (1.0, 4.0)
 
 
