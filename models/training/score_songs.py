@@ -12,8 +12,8 @@ e.g. the 40 songs of a fresh seed (--rms-range scores other input levels):
 
 --split KEY adds one table for the songs whose meta.json sets KEY (e.g. tracker, other_lead) and
 one for the rest; --group-by KEY one table per value of KEY (e.g. vocals: the lead singer's kind;
-vocal_register), in the order first met; --confusion adds, per model, the share of each stem's energy each mask passes
-(how much of "other" the vocal mask takes, say).
+vocal_register), in the order first met; --confusion adds, per model, the share of each stem's
+energy each mask passes (how much of "other" the vocal mask takes, say).
 """
 import argparse
 import collections
