@@ -31,9 +31,9 @@ pub const MAX_TIME_CONSTANT_S: f64 = 600.0;
 /// Most EM steps per frame a model may ask for.
 pub const MAX_EM_STEPS: usize = 8;
 
-/// Bins whose statistics pool into one covariance (5.5 kHz at 44.1 kHz with a 2048-point FFT);
+/// Bins whose statistics pool into one covariance (11 kHz at 44.1 kHz with a 2048-point FFT);
 /// the last block holds the bins left over.
-pub const BLOCK_BINS: usize = 256;
+pub const BLOCK_BINS: usize = 512;
 
 /// Running spatial covariances of every source. Built with the engine and handed to its
 /// inference worker, the only thread that uses it; [`StereoWiener::update`] and

@@ -125,7 +125,7 @@ def run_torch(ckpt, mag, channel_swap_tta=None, input_level=True):
         return net(mm)[0].numpy(), net.L
 
 
-POWER_FLOOR, LOADING, BLOCK_BINS = 1e-12, 1e-6, 256
+POWER_FLOOR, LOADING, BLOCK_BINS = 1e-12, 1e-6, 512
 
 
 def wiener_filters(gain, L, R, Q):
